@@ -1,0 +1,1 @@
+"""Benchmarks and the load generator. Not part of the installed package."""

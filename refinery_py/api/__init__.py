@@ -1,0 +1,1 @@
+"""The HTTP API: health, metrics, and the query endpoints."""

@@ -1,0 +1,197 @@
+"""The trace buffer: spans wait here, as wire bytes grouped by trace ID, until their trace is due.
+
+A trace is due `send_delay` after its root span arrives, `trace_timeout` after its first span if
+no root comes, or at once when it passes `span_limit` spans. Spans of a trace that was already
+decided are handed back as late arrivals. Deadlines live in a heap with lazy deletion: moving a
+deadline pushes a new entry and the stale one is skipped when it surfaces.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from refinery_py.assemble.decision_cache import CachedDecision, DecisionCache
+from refinery_py.model import Origin, SendReason, SpanBatch
+
+SPAN_OVERHEAD_BYTES = 56
+"""Bookkeeping per buffered span beyond its wire bytes: bytes-object header and two list slots."""
+TRACE_OVERHEAD_BYTES = 480
+"""Bookkeeping per buffered trace: the trace object, its two lists, dict and heap entries."""
+
+
+class BufferedTrace:
+    """One trace's spans so far. `spans[i]` came from `origins[i]`."""
+
+    __slots__ = (
+        "deadline",
+        "first_seen",
+        "origins",
+        "reason",
+        "root_index",
+        "root_seen",
+        "spans",
+        "trace_id",
+    )
+
+    def __init__(self, trace_id: bytes, now: float, deadline: float) -> None:
+        self.trace_id = trace_id
+        self.spans: list[bytes] = []
+        self.origins: list[Origin] = []
+        self.root_index = -1
+        self.first_seen = now
+        self.root_seen = 0.0
+        self.deadline = deadline
+        self.reason = SendReason.EXPIRED
+
+    def memory(self) -> int:
+        """Estimated bytes this trace holds in the buffer."""
+        return sum(map(len, self.spans)) + SPAN_OVERHEAD_BYTES * len(self.spans)
+
+
+@dataclass(slots=True)
+class LateSpans:
+    """Spans that arrived after their trace was decided."""
+
+    decided: CachedDecision
+    spans: list[bytes] = field(default_factory=list)
+    origins: list[Origin] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Arrivals:
+    """What adding a batch produced besides buffered spans."""
+
+    late: dict[bytes, LateSpans] = field(default_factory=dict)
+    """Spans of already-decided traces, by trace ID (kept and dropped alike)."""
+    over_limit: list[BufferedTrace] = field(default_factory=list)
+    """Traces that passed `span_limit` with this batch: out of the buffer, to be decided now."""
+
+
+class TraceBuffer:
+    """Spans by trace ID, with completion deadlines. Not thread-safe; one owner calls it."""
+
+    def __init__(
+        self,
+        *,
+        send_delay: float,
+        trace_timeout: float,
+        span_limit: int,
+        decisions: DecisionCache,
+    ) -> None:
+        self.send_delay = send_delay
+        self.trace_timeout = trace_timeout
+        self.span_limit = span_limit
+        self.decisions = decisions
+        self.traces: dict[bytes, BufferedTrace] = {}
+        self.span_count = 0
+        self.memory = 0
+        """Estimated bytes held: span bytes plus per-span and per-trace bookkeeping."""
+        self._deadlines: list[tuple[float, bytes]] = []
+
+    def add(self, batch: SpanBatch, now: float) -> Arrivals:
+        """Buffer a batch's spans; return late spans and traces now over the span limit."""
+        arrivals = Arrivals()
+        traces = self.traces
+        decisions = self.decisions
+        roots = batch.root_positions
+        spans = batch.spans
+        origins = batch.origins
+        span_limit = self.span_limit
+        expiry = now + self.trace_timeout
+        new_traces = 0
+        over_limit: list[bytes] = []
+        late_count = 0
+        for index, trace_id in enumerate(batch.trace_ids):
+            trace = traces.get(trace_id)
+            if trace is None:
+                decided = decisions.get(trace_id)
+                if decided is not None:
+                    late = arrivals.late.get(trace_id)
+                    if late is None:
+                        late = arrivals.late[trace_id] = LateSpans(decided)
+                    late.spans.append(spans[index])
+                    late.origins.append(origins[index])
+                    late_count += 1
+                    continue
+                trace = traces[trace_id] = BufferedTrace(trace_id, now, expiry)
+                heapq.heappush(self._deadlines, (expiry, trace_id))
+                new_traces += 1
+            trace.spans.append(spans[index])
+            trace.origins.append(origins[index])
+            if roots and index in roots and trace.root_index < 0:
+                self._root_arrived(trace, now)
+            if len(trace.spans) == span_limit + 1:
+                over_limit.append(trace_id)
+        added = len(spans) - late_count
+        self.span_count += added
+        self.memory += (
+            batch.byte_size
+            - sum(len(s) for late in arrivals.late.values() for s in late.spans)
+            + SPAN_OVERHEAD_BYTES * added
+            + TRACE_OVERHEAD_BYTES * new_traces
+        )
+        for trace_id in over_limit:
+            trace = self._remove(trace_id)
+            trace.reason = SendReason.SPAN_LIMIT
+            arrivals.over_limit.append(trace)
+        return arrivals
+
+    def _root_arrived(self, trace: BufferedTrace, now: float) -> None:
+        trace.root_index = len(trace.spans) - 1
+        trace.root_seen = now
+        deadline = now + self.send_delay
+        if deadline < trace.deadline:
+            trace.deadline = deadline
+            trace.reason = SendReason.GOT_ROOT
+            heapq.heappush(self._deadlines, (deadline, trace.trace_id))
+
+    def _remove(self, trace_id: bytes) -> BufferedTrace:
+        trace = self.traces.pop(trace_id)
+        self.span_count -= len(trace.spans)
+        self.memory -= trace.memory() + TRACE_OVERHEAD_BYTES
+        return trace
+
+    def due(self, now: float) -> list[BufferedTrace]:
+        """Remove and return every trace whose deadline has passed; `reason` says which one."""
+        ready: list[BufferedTrace] = []
+        heap = self._deadlines
+        traces = self.traces
+        while heap and heap[0][0] <= now:
+            deadline, trace_id = heapq.heappop(heap)
+            trace = traces.get(trace_id)
+            if trace is not None and trace.deadline == deadline:
+                ready.append(self._remove(trace_id))
+        return ready
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline in the heap (possibly stale, so possibly early), or None."""
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def drain(self, reason: SendReason) -> list[BufferedTrace]:
+        """Remove and return every buffered trace (shutdown), each marked with `reason`."""
+        ready = [self._remove(trace_id) for trace_id in list(self.traces)]
+        for trace in ready:
+            trace.reason = reason
+        self._deadlines.clear()
+        return ready
+
+    def eject(self, target_memory: int) -> list[BufferedTrace]:
+        """Remove the largest traces until memory is at or below `target_memory`.
+
+        Called under memory pressure; the returned traces are decided early with
+        `trace_send_ejected_memsize`. Largest first frees the most with the fewest decisions.
+        """
+        if self.memory <= target_memory:
+            return []
+        by_size = sorted(
+            ((trace.memory(), trace_id) for trace_id, trace in self.traces.items()), reverse=True
+        )
+        ejected: list[BufferedTrace] = []
+        for _, trace_id in by_size:
+            if self.memory <= target_memory:
+                break
+            trace = self._remove(trace_id)
+            trace.reason = SendReason.EJECTED_MEMSIZE
+            ejected.append(trace)
+        return ejected

@@ -1,0 +1,105 @@
+"""Delivering one export request: attempt, retry with backoff, and count how it ended."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from refinery_py.export.backoff import RetryPolicy, pause
+from refinery_py.export.batch import ExportRequest
+from refinery_py.export.outcomes import ExportLedger, RequestOutcome, SpanOutcome
+from refinery_py.export.transport import SendResult, Transport, Verdict
+from refinery_py.telemetry.throttled_log import ThrottledLog
+
+logger = logging.getLogger(__name__)
+
+
+class Delivery:
+    """Sends requests through a transport until each is delivered, refused, or given up.
+
+    `deliver` counts every span of its request under exactly one SpanOutcome before it returns,
+    and counts nothing if it is cancelled (the caller then counts the request as dropped at
+    shutdown). Counting happens only after the last await, so the two cannot overlap.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        policy: RetryPolicy,
+        ledger: ExportLedger,
+        rng: random.Random,
+        name: str,
+    ) -> None:
+        self._transport = transport
+        self._policy = policy
+        self._ledger = ledger
+        self._rng = rng
+        self._name = name
+        self._log = ThrottledLog(logger, interval=10.0)
+
+    async def deliver(self, request: ExportRequest) -> None:
+        """Send `request`, retrying retryable failures within the policy's time budget."""
+        first_attempt = time.monotonic()
+        retry = 0
+        while True:
+            started = time.monotonic()
+            result = await self._attempt(request.payload)
+            seconds = time.monotonic() - started
+            if result.verdict is Verdict.DELIVERED:
+                self._delivered(request, result, seconds)
+                return
+            if result.verdict is Verdict.REJECTED:
+                self._ledger.request(RequestOutcome.REJECTED, seconds)
+                self._ledger.spans(SpanOutcome.REJECTED, request.span_count)
+                self._log.report(
+                    "rejected",
+                    "exporter %s: backend refused %d spans: %s",
+                    self._name,
+                    request.span_count,
+                    result.message,
+                )
+                return
+            self._ledger.request(RequestOutcome.RETRYABLE_FAILURE, seconds)
+            delay = self._policy.delay(retry, self._rng, result.retry_after)
+            if not self._policy.allows(time.monotonic() - first_attempt, delay):
+                self._ledger.spans(SpanOutcome.DROPPED_RETRIES_EXHAUSTED, request.span_count)
+                self._log.report(
+                    "retries_exhausted",
+                    "exporter %s: dropped %d spans after %d attempts: %s",
+                    self._name,
+                    request.span_count,
+                    retry + 1,
+                    result.message,
+                )
+                return
+            self._ledger.retry()
+            await pause(delay)
+            retry += 1
+
+    async def _attempt(self, payload: bytes) -> SendResult:
+        try:
+            return await self._transport.send(payload)
+        except Exception as error:
+            # Transports report every expected failure as a SendResult; anything else is a
+            # surprise (a TLS setup error, say). Retrying keeps the spans accounted for and
+            # gives a transient cause the chance to pass.
+            logger.exception("exporter %s: unexpected error while sending", self._name)
+            return SendResult(Verdict.RETRY, message=f"{type(error).__name__}: {error}")
+
+    def _delivered(self, request: ExportRequest, result: SendResult, seconds: float) -> None:
+        rejected = min(result.rejected_spans, request.span_count)
+        if rejected or result.message:
+            self._ledger.request(RequestOutcome.PARTIAL_SUCCESS, seconds)
+            self._log.report(
+                "partial_success",
+                "exporter %s: backend accepted the request but rejected %d of %d spans: %s",
+                self._name,
+                rejected,
+                request.span_count,
+                result.message,
+            )
+        else:
+            self._ledger.request(RequestOutcome.SENT, seconds)
+        self._ledger.spans(SpanOutcome.REJECTED, rejected)
+        self._ledger.spans(SpanOutcome.SENT, request.span_count - rejected)

@@ -1,0 +1,249 @@
+"""The OTLP exporter: a bounded queue, a batcher, and a few requests in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import Literal
+
+from refinery_py.export.backoff import RetryPolicy
+from refinery_py.export.batch import build_requests
+from refinery_py.export.delivery import Delivery
+from refinery_py.export.grpc_transport import GrpcTransport
+from refinery_py.export.http_transport import HttpTransport
+from refinery_py.export.outcomes import ExportLedger, SpanOutcome
+from refinery_py.export.trace_queue import TraceQueue
+from refinery_py.export.transport import Transport
+from refinery_py.model import KeptTrace
+from refinery_py.model.addresses import parse_endpoint
+from refinery_py.telemetry import Metrics
+
+logger = logging.getLogger(__name__)
+
+ExportProtocol = Literal["grpc", "http"]
+Compression = Literal["gzip", "none"]
+
+MiB = 1024 * 1024
+
+
+class OtlpExporter:
+    """Sends kept traces to an OTLP backend over gRPC or HTTP (a `TraceExporter`).
+
+    `offer` never waits: it appends to a queue bounded by `queue_max_bytes` of payload, or drops
+    the trace and counts `dropped_queue_full`. A background batcher cuts a batch when the queue
+    holds `batch_max_spans` spans or `batch_max_bytes` bytes, or `batch_timeout` seconds after the
+    batch's first trace arrived. A trace is never divided between batches unless it alone is over
+    `batch_max_bytes`, in which case it is split into several requests. Up to `concurrency`
+    requests are in flight; while all are busy the queue absorbs the difference, then drops.
+    Retries follow `RetryPolicy` (see there), bounded by `retry_max_elapsed` per request.
+
+    Every span offered ends counted under exactly one outcome of `refinery_export_spans`: `sent`,
+    `rejected`, `dropped_queue_full`, `dropped_retries_exhausted` or `dropped_shutdown`.
+
+    Defaults follow the OpenTelemetry Collector: 8192-span batches cut after at most 200 ms, 5 s
+    initial and 30 s maximum backoff, a 300 s retry budget. `batch_max_bytes` stays under the
+    4 MiB gRPC servers accept by default. `rng` drives the jitter; seed it for reproducible waits.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        metrics: Metrics,
+        name: str = "otlp",
+        protocol: ExportProtocol = "grpc",
+        headers: Mapping[str, str] | None = None,
+        compression: Compression = "gzip",
+        timeout: float = 10.0,
+        insecure: bool = False,
+        batch_max_spans: int = 8192,
+        batch_max_bytes: int = 3 * MiB,
+        batch_timeout: float = 0.2,
+        queue_max_bytes: int = 256 * MiB,
+        concurrency: int = 4,
+        retry_initial_interval: float = 5.0,
+        retry_max_interval: float = 30.0,
+        retry_max_elapsed: float = 300.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if batch_max_spans <= 0 or batch_max_bytes <= 0:
+            raise ValueError("batch_max_spans and batch_max_bytes must be positive")
+        if batch_timeout < 0:
+            raise ValueError("batch_timeout must not be negative")
+        if concurrency <= 0:
+            raise ValueError("concurrency must be at least 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.name = name
+        self._transport = _make_transport(
+            endpoint,
+            protocol=protocol,
+            headers=dict(headers or {}),
+            compression=compression,
+            timeout=timeout,
+            insecure=insecure,
+        )
+        self._ledger = ExportLedger(metrics, name)
+        policy = RetryPolicy(retry_initial_interval, retry_max_interval, retry_max_elapsed)
+        self._delivery = Delivery(
+            self._transport, policy, self._ledger, rng or random.Random(), name
+        )
+        self._queue = TraceQueue(queue_max_bytes)
+        self._batch_max_spans = batch_max_spans
+        self._batch_max_bytes = batch_max_bytes
+        self._batch_timeout = batch_timeout
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wakeup = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._batcher: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+
+    def offer(self, trace: KeptTrace) -> None:
+        """Queue `trace` for export, or count it dropped (queue full, or after close())."""
+        if self._closing:
+            self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, trace.span_count)
+            return
+        queue = self._queue
+        if not queue.put(trace, time.monotonic()):
+            self._ledger.spans(SpanOutcome.DROPPED_QUEUE_FULL, trace.span_count)
+            return
+        self._ledger.queued(queue.spans, queue.bytes)
+        # Wake the batcher only when its answer can change: a first trace starts a batch's
+        # timer, a full batch is ready now. Waking it per trace would cost a task switch each.
+        if len(queue) == 1 or self._batch_is_full():
+            self._wakeup.set()
+
+    async def start(self) -> None:
+        """Open the transport and start the batcher."""
+        if self._batcher is not None or self._closed:
+            return
+        await self._transport.open()
+        self._batcher = asyncio.create_task(self._run_batcher(), name=f"{self.name}-batcher")
+
+    async def close(self, timeout: float) -> None:
+        """Stop accepting, send what is queued and in flight, and release the transport.
+
+        Waits at most `timeout` seconds; spans still queued or in flight then (including any in
+        a retry backoff) are counted `dropped_shutdown`, as are spans queued by an exporter that
+        was never started. A second call does nothing.
+        """
+        if self._closed:
+            return
+        self._closing = True
+        self._wakeup.set()
+        try:
+            if self._batcher is not None:
+                await self._drain_within(timeout)
+        finally:
+            self._ledger.spans(
+                SpanOutcome.DROPPED_SHUTDOWN, sum(t.span_count for t in self._queue.pop_all())
+            )
+            self._ledger.queued(0, 0)
+            self._closed = True
+            if self._batcher is not None:
+                await self._transport.close()
+
+    async def _drain_within(self, timeout: float) -> None:
+        drain = asyncio.create_task(self._drain(), name=f"{self.name}-drain")
+        try:
+            await asyncio.wait({drain}, timeout=timeout)
+        finally:
+            # Also reached if close() itself is cancelled: nothing may be left sending.
+            if not drain.done():
+                await self._abandon(drain)
+                logger.warning("exporter %s: close gave up after %.3gs", self.name, timeout)
+
+    async def _abandon(self, drain: asyncio.Task[None]) -> None:
+        tasks = [drain, *self._in_flight]
+        if self._batcher is not None:
+            tasks.append(self._batcher)
+        for task in tasks:
+            task.cancel()
+        # Sending tasks count their unsent spans as they unwind from the cancellation.
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        if self._batcher is not None:
+            await asyncio.wait({self._batcher})
+        while self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+
+    async def _run_batcher(self) -> None:
+        """Cut batches and hand each to a sending task, holding a concurrency slot per task."""
+        while True:
+            await self._slots.acquire()
+            if not await self._batch_ready():
+                self._slots.release()
+                return
+            traces = self._queue.pop_batch(self._batch_max_spans, self._batch_max_bytes)
+            self._ledger.queued(self._queue.spans, self._queue.bytes)
+            task = asyncio.create_task(self._send(traces), name=f"{self.name}-send")
+            self._in_flight.add(task)
+            task.add_done_callback(self._sent)
+
+    async def _batch_ready(self) -> bool:
+        """Wait until a batch should be cut; False when closing with nothing left to send."""
+        queue = self._queue
+        while True:
+            # Cleared before checking, with no await in between, so no wake-up is lost.
+            self._wakeup.clear()
+            if not queue:
+                if self._closing:
+                    return False
+                await self._wakeup.wait()
+                continue
+            if self._closing or self._batch_is_full():
+                return True
+            remaining = queue.first_arrival() + self._batch_timeout - time.monotonic()
+            if remaining <= 0:
+                return True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+
+    def _batch_is_full(self) -> bool:
+        queue = self._queue
+        return queue.spans >= self._batch_max_spans or queue.bytes >= self._batch_max_bytes
+
+    async def _send(self, traces: list[KeptTrace]) -> None:
+        unsent = sum(trace.span_count for trace in traces)
+        try:
+            for request in build_requests(traces, self._batch_max_bytes):
+                await self._delivery.deliver(request)
+                unsent -= request.span_count
+        except asyncio.CancelledError:
+            self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, unsent)
+            raise
+        except Exception:
+            # Only a payload the codec cannot re-frame gets here; the backend would refuse it too.
+            logger.exception("exporter %s: could not build a request", self.name)
+            self._ledger.spans(SpanOutcome.REJECTED, unsent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slots.release()
+
+
+def _make_transport(
+    endpoint: str,
+    *,
+    protocol: ExportProtocol,
+    headers: dict[str, str],
+    compression: Compression,
+    timeout: float,
+    insecure: bool,
+) -> Transport:
+    if compression not in ("gzip", "none"):
+        raise ValueError(f"compression must be 'gzip' or 'none', not {compression!r}")
+    target = parse_endpoint(endpoint)
+    gzip = compression == "gzip"
+    if protocol == "grpc":
+        return GrpcTransport(target, headers=headers, gzip=gzip, timeout=timeout, insecure=insecure)
+    if protocol == "http":
+        return HttpTransport(target, headers=headers, gzip=gzip, timeout=timeout)
+    raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")

@@ -1,0 +1,49 @@
+"""The seams between the edges (receive, export) and the pipeline, as small Protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from refinery_py.model.batch import SpanBatch
+from refinery_py.model.decision import KeptTrace
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The pipeline's answer to a batch: taken, or refused with a hint when to retry.
+
+    A refused batch was not buffered at all; receivers answer RESOURCE_EXHAUSTED / HTTP 429 with
+    `retry_after` seconds and `message`, so the sender keeps the data and retries.
+    """
+
+    accepted: bool
+    retry_after: float = 0.0
+    message: str = ""
+
+
+ACCEPTED = Admission(True)
+
+
+class SpanSink(Protocol):
+    """Where receivers deliver decoded spans (the pipeline)."""
+
+    def accept(self, batch: SpanBatch, protocol: str) -> Admission:
+        """Take a batch (buffer it synchronously) or refuse all of it. `protocol` labels metrics."""
+        ...
+
+
+class TraceExporter(Protocol):
+    """Where kept traces go (an OTLP backend, the embedded store)."""
+
+    def offer(self, trace: KeptTrace) -> None:
+        """Queue a kept trace without blocking; if the queue is full, drop it and count the drop."""
+        ...
+
+    async def start(self) -> None:
+        """Begin sending in the background."""
+        ...
+
+    async def close(self, timeout: float) -> None:
+        """Send what is queued (giving up after `timeout` seconds, counting the rest), then stop."""
+        ...

@@ -1,0 +1,36 @@
+"""How samplers see spans: by field name, without knowing the wire format behind them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+FieldValue = str | int | float | bool
+"""A span field as rules see it. Arrays and maps arrive JSON-encoded as strings, bytes as base64."""
+
+
+class SpanView(Protocol):
+    """One span, read by field name (the flattening of design.md: intrinsics, then attributes)."""
+
+    def get(self, field: str) -> FieldValue | None:
+        """The field's value, or None when the span does not have it."""
+        ...
+
+
+class TraceView(Protocol):
+    """One assembled trace as samplers see it."""
+
+    @property
+    def trace_id(self) -> str:
+        """Lower-case hex trace ID (32 characters)."""
+        ...
+
+    @property
+    def spans(self) -> Sequence[SpanView]:
+        """Every span of the trace, in arrival order."""
+        ...
+
+    @property
+    def root(self) -> SpanView | None:
+        """The root span (no parent), or None when it has not arrived."""
+        ...

@@ -1,0 +1,239 @@
+"""Build outgoing OTLP requests from buffered span bytes, by wire framing.
+
+A kept span leaves as its original bytes plus a few appended attribute fields (protobuf merges
+repeated fields in any order, so appending is a valid edit). Spans are regrouped under their
+original resource and scope. No message objects are built on this path except for the rare span
+that already carries an attribute we must replace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from refinery_py.model import Decision, Origin
+from refinery_py.otlp.span_view import locate_span_attribute
+from refinery_py.otlp.values import decode_any_value
+from refinery_py.otlp.wire import LEN, encode_varint, iter_fields
+
+_RESOURCE_SPANS_TAG = b"\x0a"  # ExportTraceServiceRequest field 1
+_CHILD_TAG = b"\x12"  # ResourceSpans.scope_spans and ScopeSpans.spans are both field 2
+_ATTRIBUTE_TAG = b"\x4a"  # Span field 9
+
+INCOMING_RATE_KEYS = ("SampleRate", "sampleRate")
+"""Span attributes that carry a rate applied before the span reached us."""
+
+_OUTPUT_KEY_MARKERS = (b"meta.refinery.", b"meta.span_count")
+_OUTPUT_KEYS = (
+    "meta.refinery.reason",
+    "meta.refinery.send_reason",
+    "meta.refinery.original_sample_rate",
+    "meta.span_count",
+)
+
+
+def string_attribute(key: str, value: str) -> bytes:
+    """An encoded span attribute field (Span.attributes) holding a string."""
+    encoded_key = key.encode()
+    encoded_value = value.encode()
+    any_value = b"\x0a" + encode_varint(len(encoded_value)) + encoded_value
+    return _attribute(encoded_key, any_value)
+
+
+def int_attribute(key: str, value: int) -> bytes:
+    """An encoded span attribute field (Span.attributes) holding an int64."""
+    return _attribute(key.encode(), b"\x18" + encode_varint(value))
+
+
+def bool_attribute(key: str, value: bool) -> bytes:
+    """An encoded span attribute field (Span.attributes) holding a bool."""
+    return _attribute(key.encode(), b"\x10\x01" if value else b"\x10\x00")
+
+
+def _attribute(encoded_key: bytes, any_value: bytes) -> bytes:
+    key_value = (
+        b"\x0a"
+        + encode_varint(len(encoded_key))
+        + encoded_key
+        + b"\x12"
+        + encode_varint(len(any_value))
+        + any_value
+    )
+    return _ATTRIBUTE_TAG + encode_varint(len(key_value)) + key_value
+
+
+def take_incoming_rate(raw: bytes) -> tuple[bytes, int | None]:
+    """Remove `SampleRate`/`sampleRate` attributes from a span; return (span, rate or None).
+
+    A rate of 0 or less, or one that is not a number, counts as 1 (OTLP senders use 0 for
+    "unset"). The attribute is removed because the span leaves with its own `SampleRate`.
+    """
+    rate: int | None = None
+    for key in INCOMING_RATE_KEYS:
+        found = locate_span_attribute(raw, key)
+        while found is not None:
+            field_start, value_start, value_end = found
+            value = decode_any_value(raw, value_start, value_end)
+            if rate is None:
+                rate = _as_rate(value)
+            raw = raw[:field_start] + raw[value_end:]
+            found = locate_span_attribute(raw, key)
+    return raw, rate
+
+
+def _as_rate(value: object) -> int:
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int | float):
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(float(value))
+        except ValueError:
+            return 1
+    else:
+        return 1
+    return max(number, 1)
+
+
+def _strip_output_attributes(raw: bytes) -> bytes:
+    """Drop annotations from an earlier sampler so ours are the only ones."""
+    for key in _OUTPUT_KEYS:
+        found = locate_span_attribute(raw, key)
+        while found is not None:
+            raw = raw[: found[0]] + raw[found[2] :]
+            found = locate_span_attribute(raw, key)
+    return raw
+
+
+class TraceAnnotation:
+    """The attributes every span of one kept trace leaves with, encoded once per trace."""
+
+    __slots__ = ("_by_incoming_rate", "_shared", "rate", "root_extra")
+
+    def __init__(self, decision: Decision, send_reason: str, span_count: int | None) -> None:
+        self.rate = decision.rate
+        self._shared = string_attribute("meta.refinery.reason", decision.reason) + string_attribute(
+            "meta.refinery.send_reason", send_reason
+        )
+        self.root_extra = int_attribute("meta.span_count", span_count) if span_count else b""
+        self._by_incoming_rate: dict[int | None, bytes] = {}
+
+    def suffix(self, incoming_rate: int | None) -> bytes:
+        """Encoded attributes for a span that arrived with `incoming_rate` (None: no rate)."""
+        suffix = self._by_incoming_rate.get(incoming_rate)
+        if suffix is None:
+            if incoming_rate is None:
+                suffix = int_attribute("SampleRate", self.rate) + self._shared
+            else:
+                suffix = (
+                    int_attribute("SampleRate", self.rate * incoming_rate)
+                    + int_attribute("meta.refinery.original_sample_rate", incoming_rate)
+                    + self._shared
+                )
+            self._by_incoming_rate[incoming_rate] = suffix
+        return suffix
+
+
+def annotate_span(raw: bytes, annotation: TraceAnnotation, is_root: bool) -> bytes:
+    """A kept span's bytes with the output attributes appended."""
+    incoming_rate = None
+    # Cheap substring tests first: almost no span carries a rate or an earlier annotation.
+    if b"ampleRate" in raw:
+        raw, incoming_rate = take_incoming_rate(raw)
+    if b"meta." in raw and any(marker in raw for marker in _OUTPUT_KEY_MARKERS):
+        raw = _strip_output_attributes(raw)
+    suffix = annotation.suffix(incoming_rate)
+    if is_root:
+        return raw + suffix + annotation.root_extra
+    return raw + suffix
+
+
+def frame_spans(spans: Sequence[bytes], origins: Sequence[Origin]) -> bytes:
+    """Serialize spans (already annotated) as an ExportTraceServiceRequest, grouped by origin."""
+    by_resource: dict[bytes, dict[bytes, list[bytes]]] = {}
+    for span, origin in zip(spans, origins, strict=True):
+        scopes = by_resource.get(origin.resource_fields)
+        if scopes is None:
+            scopes = by_resource[origin.resource_fields] = {}
+        bucket = scopes.get(origin.scope_fields)
+        if bucket is None:
+            bucket = scopes[origin.scope_fields] = []
+        bucket.append(_CHILD_TAG + encode_varint(len(span)))
+        bucket.append(span)
+    parts: list[bytes] = []
+    for resource_fields, scopes in by_resource.items():
+        resource_body = [resource_fields]
+        for scope_fields, framed_spans in scopes.items():
+            scope_body = scope_fields + b"".join(framed_spans)
+            resource_body.append(_CHILD_TAG + encode_varint(len(scope_body)))
+            resource_body.append(scope_body)
+        body = b"".join(resource_body)
+        parts.append(_RESOURCE_SPANS_TAG + encode_varint(len(body)))
+        parts.append(body)
+    return b"".join(parts)
+
+
+def encode_kept_trace(
+    spans: Sequence[bytes],
+    origins: Sequence[Origin],
+    root_index: int,
+    decision: Decision,
+    send_reason: str,
+) -> bytes:
+    """A kept trace's spans, annotated, as a serialized ExportTraceServiceRequest.
+
+    The root span (if `root_index` ≥ 0) also gets `meta.span_count`.
+    """
+    annotation = TraceAnnotation(decision, send_reason, len(spans) if root_index >= 0 else None)
+    annotated = [
+        annotate_span(span, annotation, index == root_index) for index, span in enumerate(spans)
+    ]
+    return frame_spans(annotated, origins)
+
+
+def split_payload(payload: bytes, max_bytes: int) -> Iterator[bytes]:
+    """Re-frame an ExportTraceServiceRequest into requests of at most about `max_bytes` each.
+
+    Used when one trace (or batch) is larger than the backend accepts; a single span larger than
+    `max_bytes` still travels alone.
+    """
+    if len(payload) <= max_bytes:
+        yield payload
+        return
+    chunk_spans: list[bytes] = []
+    chunk_origins: list[Origin] = []
+    size = 0
+    for resource_fields, scope_fields, span in _walk_spans(payload):
+        if chunk_spans and size + len(span) + 64 > max_bytes:
+            yield frame_spans(chunk_spans, chunk_origins)
+            chunk_spans, chunk_origins, size = [], [], 0
+        chunk_spans.append(span)
+        chunk_origins.append(Origin(resource_fields, scope_fields))
+        size += len(span) + len(resource_fields) + len(scope_fields) + 16
+    if chunk_spans:
+        yield frame_spans(chunk_spans, chunk_origins)
+
+
+def _walk_spans(payload: bytes) -> Iterator[tuple[bytes, bytes, bytes]]:
+    for field, wire_type, _, rs_start, rs_end in iter_fields(payload, 0, len(payload)):
+        if field != 1 or wire_type != LEN:
+            continue
+        resource_header: list[bytes] = []
+        scopes: list[tuple[int, int]] = []
+        for f, wt, field_start, start, end in iter_fields(payload, rs_start, rs_end):
+            if f == 2 and wt == LEN:
+                scopes.append((start, end))
+            else:
+                resource_header.append(payload[field_start:end])
+        resource_fields = b"".join(resource_header)
+        for scope_start, scope_end in scopes:
+            scope_header: list[bytes] = []
+            spans: list[bytes] = []
+            for f, wt, field_start, start, end in iter_fields(payload, scope_start, scope_end):
+                if f == 2 and wt == LEN:
+                    spans.append(payload[start:end])
+                else:
+                    scope_header.append(payload[field_start:end])
+            scope_fields = b"".join(scope_header)
+            for span in spans:
+                yield resource_fields, scope_fields, span

@@ -1,0 +1,32 @@
+"""The one decode funnel: a request body in either OTLP encoding becomes a `SpanBatch`.
+
+Both transports call `decode_request`, so a span is parsed the same way whichever door it came
+through. JSON is converted to protobuf once and then split exactly like a protobuf body.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from refinery_py.model import SpanBatch
+from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.otlp.json import json_to_protobuf
+
+
+class Encoding(enum.Enum):
+    """How an OTLP request body is encoded; the value is its media type."""
+
+    PROTOBUF = "application/x-protobuf"
+    JSON = "application/json"
+
+
+def decode_request(body: bytes, encoding: Encoding, origins: OriginInterner) -> SpanBatch:
+    """Split an `ExportTraceServiceRequest` body into a SpanBatch.
+
+    Raises `otlp.errors.MalformedPayload`, with a message for the client, when the body is not a
+    valid OTLP request in `encoding`.
+    """
+    if encoding is Encoding.JSON:
+        # The converter's output was just serialized by protobuf itself: no need to validate it.
+        return split_request(json_to_protobuf(body), origins, validate=False)
+    return split_request(body, origins)

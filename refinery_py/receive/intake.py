@@ -1,0 +1,118 @@
+"""What happens to a request body once a transport has it: decode, admit, count, maybe refuse.
+
+Both receivers hand every body to one `Intake`, which runs the decode funnel, offers the spans to
+the pipeline, counts everything in the receive metrics and logs bad requests without flooding the
+log. The transports only translate the `Receipt` into their status codes and bodies.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from refinery_py.model import SpanSink
+from refinery_py.otlp.errors import MalformedPayload
+from refinery_py.otlp.ingest import OriginInterner
+from refinery_py.receive.decode import Encoding, decode_request
+from refinery_py.telemetry import Metrics
+from refinery_py.telemetry.throttled_log import ThrottledLog
+
+_log = logging.getLogger("refinery_py.receive")
+
+GRPC = "grpc"
+HTTP_PROTOBUF = "http_protobuf"
+HTTP_JSON = "http_json"
+HTTP = "http"
+"""Protocol labels: the three doors spans come through, and HTTP before its encoding is known."""
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+"""Larger request bodies (after decompression) are refused as too large."""
+
+INVALID_ID = "invalid_id"
+"""The `spans_rejected` reason for spans refused inside an accepted request."""
+
+
+class Refusal(enum.Enum):
+    """Why a whole request was refused; the value is the `requests_rejected` reason label."""
+
+    MALFORMED = "malformed"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    OVERLOADED = "overloaded"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The answer to one request.
+
+    `refusal` is None when the spans were taken; then `rejected_spans` and `message` describe the
+    spans refused inside it (OTLP partial success). Otherwise `message` says what is wrong and, for
+    an overloaded pipeline, `retry_after` says when to try again (seconds).
+    """
+
+    refusal: Refusal | None
+    message: str = ""
+    rejected_spans: int = 0
+    retry_after: float = 0.0
+
+
+_TAKEN = Receipt(None)
+
+
+class Intake:
+    """The shared path from request body to the pipeline, with its metrics and logging.
+
+    `protocol` is the label of the door a body came through: GRPC, HTTP_PROTOBUF or HTTP_JSON
+    (or HTTP for a request refused before its encoding was known). It labels the metrics and is
+    passed on to the pipeline.
+    """
+
+    def __init__(
+        self,
+        sink: SpanSink,
+        origins: OriginInterner,
+        metrics: Metrics,
+        log: ThrottledLog | None = None,
+    ) -> None:
+        self._sink = sink
+        self._origins = origins
+        self._metrics = metrics
+        self._log = log if log is not None else ThrottledLog(_log)
+        doors = (GRPC, HTTP_PROTOBUF, HTTP_JSON)
+        self._spans_received = {door: metrics.spans_received.labels(door) for door in doors}
+        self._request_bytes = {door: metrics.request_bytes.labels(door) for door in doors}
+        self._rejected_spans = metrics.spans_rejected.labels(INVALID_ID)
+
+    def take(self, body: bytes, encoding: Encoding, protocol: str) -> Receipt:
+        """Decode `body` and offer its spans to the pipeline; never raises for bad input."""
+        self._request_bytes[protocol].inc(len(body))
+        try:
+            batch = decode_request(body, encoding, self._origins)
+        except MalformedPayload as exc:
+            return self.refuse(protocol, Refusal.MALFORMED, str(exc))
+        if batch.spans:
+            admission = self._sink.accept(batch, protocol)
+            if not admission.accepted:
+                message = admission.message or "the pipeline is full; retry later"
+                return self.refuse(protocol, Refusal.OVERLOADED, message, admission.retry_after)
+            self._spans_received[protocol].inc(len(batch.spans))
+        if not batch.rejected:
+            return _TAKEN
+        self._rejected_spans.inc(batch.rejected)
+        self._log.report(f"{protocol}:{INVALID_ID}", "%s: %s", protocol, batch.reject_message)
+        return Receipt(None, batch.reject_message, batch.rejected)
+
+    def refuse(
+        self, protocol: str, refusal: Refusal, message: str, retry_after: float = 0.0
+    ) -> Receipt:
+        """Count and log a whole request refused for `refusal`, and return its receipt."""
+        self._metrics.requests_rejected.labels(protocol, refusal.value).inc()
+        self._log.report(
+            f"{protocol}:{refusal.value}",
+            "%s request refused (%s): %s",
+            protocol,
+            refusal.value,
+            message,
+        )
+        return Receipt(refusal, message, retry_after=retry_after)

@@ -1,0 +1,149 @@
+"""Every metric refinery_py defines, on an injected prometheus registry.
+
+All names start with `refinery_`. Components receive the one `Metrics` object and touch only the
+attributes they own; tests build their own registry and read the values back.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from refinery_py import __version__
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 3, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """The metric families, grouped by the stage that updates them."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+
+        Info("refinery_build", "Version of the running refinery_py.", registry=r).info(
+            {"version": __version__}
+        )
+
+        # receive
+        self.spans_received = Counter(
+            "refinery_spans_received",
+            "Spans accepted into the pipeline, by receiving protocol.",
+            ["protocol"],
+            registry=r,
+        )
+        self.spans_rejected = Counter(
+            "refinery_spans_rejected",
+            "Spans refused at the door (the client was told), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.requests_rejected = Counter(
+            "refinery_requests_rejected",
+            "Whole OTLP requests refused, by protocol and reason.",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.request_bytes = Counter(
+            "refinery_received_bytes",
+            "Bytes of OTLP request bodies received (after decompression), by protocol.",
+            ["protocol"],
+            registry=r,
+        )
+
+        # assemble
+        self.spans_waiting = Gauge(
+            "refinery_spans_waiting",
+            "Spans buffered, waiting for their trace's decision.",
+            registry=r,
+        )
+        self.traces_waiting = Gauge(
+            "refinery_traces_waiting", "Traces buffered, waiting for a decision.", registry=r
+        )
+        self.buffer_bytes = Gauge(
+            "refinery_buffer_bytes",
+            "Estimated memory held by buffered spans (wire bytes plus bookkeeping).",
+            registry=r,
+        )
+        self.late_spans = Counter(
+            "refinery_late_spans",
+            "Spans that arrived after their trace was decided, by what happened to them.",
+            ["decision"],
+            registry=r,
+        )
+        self.decision_cache_entries = Gauge(
+            "refinery_decision_cache_entries",
+            "Decisions remembered for late spans.",
+            registry=r,
+        )
+        self.decision_cache_evictions = Counter(
+            "refinery_decision_cache_evictions",
+            "Decisions forgotten before their time because the cache hit its memory bound.",
+            registry=r,
+        )
+
+        # decide
+        self.traces_decided = Counter(
+            "refinery_traces_decided",
+            "Traces decided, by decision (kept/dropped) and send reason.",
+            ["decision", "send_reason"],
+            registry=r,
+        )
+        self.spans_decided = Counter(
+            "refinery_spans_decided",
+            "Spans in decided traces, by decision (kept/dropped).",
+            ["decision"],
+            registry=r,
+        )
+        self.decision_delay = Histogram(
+            "refinery_trace_decision_delay_seconds",
+            "Time from a trace's root span arriving to its decision.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        # export
+        self.export_spans = Counter(
+            "refinery_export_spans",
+            "Spans handed to an exporter, by exporter and outcome (sent, dropped_*, rejected).",
+            ["exporter", "outcome"],
+            registry=r,
+        )
+        self.export_requests = Counter(
+            "refinery_export_requests",
+            "Export requests to a backend, by exporter and outcome.",
+            ["exporter", "outcome"],
+            registry=r,
+        )
+        self.export_retries = Counter(
+            "refinery_export_retries",
+            "Export attempts retried after a retryable failure, by exporter.",
+            ["exporter"],
+            registry=r,
+        )
+        self.export_queue_spans = Gauge(
+            "refinery_export_queue_spans",
+            "Spans waiting in an exporter's queue.",
+            ["exporter"],
+            registry=r,
+        )
+        self.export_queue_bytes = Gauge(
+            "refinery_export_queue_bytes",
+            "Encoded bytes waiting in an exporter's queue.",
+            ["exporter"],
+            registry=r,
+        )
+        self.export_latency = Histogram(
+            "refinery_export_request_seconds",
+            "Duration of one export request to a backend, by exporter.",
+            ["exporter"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        # rules
+        self.rules_reloads = Counter(
+            "refinery_rules_reload",
+            "Attempts to load a changed rules file, by outcome (applied/rejected/unchanged).",
+            ["outcome"],
+            registry=r,
+        )

@@ -1,0 +1,238 @@
+"""Real processes and real servers for end-to-end tests.
+
+`RecordingBackend` is an OTLP/gRPC server (a thread-pool grpc server, so synchronous tests can use
+it) that keeps every request it receives. `RefineryProcess` runs `python -m refinery_py serve` as a
+child process on ports chosen by the OS and reads them back from its start-up log lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as the backend received it, with its resource's attributes."""
+
+    span: Span
+    resource: dict[str, Any]
+    scope: str
+
+    @property
+    def trace_id(self) -> str:
+        return self.span.trace_id.hex()
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return {a.key: _value(a.value) for a in self.span.attributes}
+
+
+def _value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+class RecordingBackend:
+    """An OTLP/gRPC backend on 127.0.0.1 that records what it is sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportTraceServiceRequest] = []
+        self._lock = threading.Lock()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        handler = grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self._export,
+                    request_deserializer=ExportTraceServiceRequest.FromString,
+                    response_serializer=ExportTraceServiceResponse.SerializeToString,
+                )
+            },
+        )
+        self._server.add_generic_rpc_handlers((handler,))
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+
+    def _export(
+        self, request: ExportTraceServiceRequest, _: grpc.ServicerContext
+    ) -> ExportTraceServiceResponse:
+        with self._lock:
+            self.requests.append(request)
+        return ExportTraceServiceResponse()
+
+    def __enter__(self) -> RecordingBackend:
+        self._server.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.stop(grace=None)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def spans(self) -> list[ReceivedSpan]:
+        with self._lock:
+            requests = list(self.requests)
+        return [
+            ReceivedSpan(
+                span,
+                {a.key: _value(a.value) for a in rs.resource.attributes},
+                ss.scope.name,
+            )
+            for request in requests
+            for rs in request.resource_spans
+            for ss in rs.scope_spans
+            for span in ss.spans
+        ]
+
+    def by_trace(self) -> dict[str, list[ReceivedSpan]]:
+        grouped: dict[str, list[ReceivedSpan]] = {}
+        for received in self.spans():
+            grouped.setdefault(received.trace_id, []).append(received)
+        return grouped
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll until `condition()` holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+_LISTENING = re.compile(
+    r"(listening for OTLP/gRPC|listening for OTLP/HTTP|serving the API) on (\S+)"
+)
+
+
+class RefineryProcess:
+    """`refinery-py serve` in a child process, with its log captured."""
+
+    def __init__(self, config: Path, rules: Path | None = None, cwd: Path | None = None) -> None:
+        command = [sys.executable, "-m", "refinery_py", "serve", "--config", str(config)]
+        if rules is not None:
+            command += ["--rules", str(rules)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd or config.parent,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        self.addresses: dict[str, str] = {}
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        wait_until(lambda: len(self.addresses) == 3 or self.process.poll() is not None, 30, "start")
+        if self.process.poll() is not None:
+            raise RuntimeError("refinery-py serve exited:\n" + "".join(self.log))
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+            match = _LISTENING.search(line)
+            if match:
+                self.addresses[match.group(1)] = match.group(2)
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return self.addresses["listening for OTLP/gRPC"]
+
+    @property
+    def http_endpoint(self) -> str:
+        return "http://" + self.addresses["listening for OTLP/HTTP"] + "/v1/traces"
+
+    @property
+    def api(self) -> str:
+        return "http://" + self.addresses["serving the API"]
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.api + path, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples matching `labels` (0 when absent)."""
+        _, body = self.get("/metrics")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{key}="{value}"' in line for key, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def __enter__(self) -> RefineryProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def write_config(directory: Path, backend: RecordingBackend | None, **traces: str) -> Path:
+    """A config file listening on OS-chosen ports, exporting to `backend`."""
+    lines = [
+        "listen:",
+        "  otlp_grpc: 127.0.0.1:0",
+        "  otlp_http: 127.0.0.1:0",
+        "  api: 127.0.0.1:0",
+        "traces:",
+        f"  send_delay: {traces.get('send_delay', '200ms')}",
+        f"  trace_timeout: {traces.get('trace_timeout', '5s')}",
+        "store:",
+        "  path: null",
+    ]
+    if backend is not None:
+        lines += [
+            "export:",
+            "  otlp:",
+            f"    endpoint: {backend.endpoint}",
+            "    protocol: grpc",
+            "    batch_timeout: 50ms",
+            "    retry_initial_interval: 100ms",
+        ]
+    path = directory / "refinery.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def spans_of(grouped: dict[str, list[ReceivedSpan]], trace_id: str) -> Iterator[ReceivedSpan]:
+    yield from grouped.get(trace_id, [])

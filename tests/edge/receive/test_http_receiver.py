@@ -1,0 +1,389 @@
+"""OTLP/HTTP receiver on a loopback port: the real SDK exporter, then raw requests, bad ones too."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from google.protobuf import json_format
+from google.rpc.error_details_pb2 import RetryInfo
+from google.rpc.status_pb2 import Status
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from refinery_py.otlp.json import request_to_json
+from refinery_py.receive import HttpReceiver, Intake
+from refinery_py.telemetry import Metrics
+from tests.otlp_builders import request, span, trace_id
+
+from .conftest import ReceiverFactory
+from .support import (
+    FakeSink,
+    good_request,
+    mixed_request,
+    roots_of,
+    sample,
+    sdk_spans,
+    trace_ids_of,
+)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client:
+        yield client
+
+
+class Client:
+    """Posts raw bodies to one receiver."""
+
+    def __init__(self, session: aiohttp.ClientSession, port: int) -> None:
+        self.session = session
+        self.url = f"http://127.0.0.1:{port}/v1/traces"
+
+    async def post(
+        self, body: bytes | AsyncIterator[bytes], content_type: str = PROTOBUF, **headers: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Content-Type": content_type, **headers}
+        async with self.session.post(self.url, data=body, headers=headers) as response:
+            return response.status, dict(response.headers), await response.read()
+
+
+@pytest.fixture
+async def client(start_http: ReceiverFactory, session: aiohttp.ClientSession) -> Client:
+    return Client(session, await start_http())
+
+
+def status_of(body: bytes, content_type: str) -> Status:
+    if content_type.startswith(JSON):
+        return json_format.Parse(body, Status())
+    return Status.FromString(body)
+
+
+async def still_serves(client: Client, sink: FakeSink) -> None:
+    before = sink.span_count
+    status, _, body = await client.post(good_request())
+    assert (status, body) == (200, b"")
+    assert sink.span_count == before + 2
+
+
+async def sdk_export(
+    port: int, spans: list[ReadableSpan], compression: Compression | None = None
+) -> SpanExportResult:
+    exporter = OTLPSpanExporter(
+        endpoint=f"http://127.0.0.1:{port}/v1/traces", timeout=5, compression=compression
+    )
+    try:
+        return await asyncio.to_thread(exporter.export, spans)
+    finally:
+        await asyncio.to_thread(exporter.shutdown)
+
+
+@pytest.mark.parametrize("compression", [None, Compression.Gzip, Compression.Deflate])
+async def test_sdk_exporter_spans_reach_the_pipeline(
+    start_http: ReceiverFactory,
+    sink: FakeSink,
+    metrics: Metrics,
+    compression: Compression | None,
+) -> None:
+    port = await start_http()
+    spans = sdk_spans(traces=3, children=2)
+
+    assert await sdk_export(port, spans, compression) is SpanExportResult.SUCCESS
+
+    [(batch, protocol)] = sink.batches
+    assert protocol == "http_protobuf"
+    assert batch.trace_ids == trace_ids_of(spans)
+    assert batch.span_count == 9
+    assert batch.root_positions == roots_of(spans) == {2, 5, 8}
+    assert sample(metrics, "refinery_spans_received_total", protocol="http_protobuf") == 9
+    assert sample(metrics, "refinery_received_bytes_total", protocol="http_protobuf") > 0
+
+
+async def test_sdk_exporter_retries_after_429(
+    start_http: ReceiverFactory, sink: FakeSink, metrics: Metrics
+) -> None:
+    port = await start_http()
+    sink.refuse_next = 1
+    spans = sdk_spans(traces=1, children=1)
+
+    assert await sdk_export(port, spans) is SpanExportResult.SUCCESS
+
+    assert sink.offered == 2
+    assert sink.trace_ids == trace_ids_of(spans)
+    reason = {"protocol": "http_protobuf", "reason": "overloaded"}
+    assert sample(metrics, "refinery_requests_rejected_total", **reason) == 1
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+@pytest.mark.parametrize("retry_after", [0.0, 0.2, 2.5])
+async def test_overload_is_429_with_retry_after(
+    client: Client, sink: FakeSink, content_type: str, retry_after: float
+) -> None:
+    sink.refuse_next = 1
+    sink.retry_after = retry_after
+    body = good_request()
+    if content_type == JSON:
+        body = request_to_json(body)
+
+    status, headers, reply = await client.post(body, content_type)
+
+    assert status == 429
+    assert headers["Retry-After"] == {0.0: "1", 0.2: "1", 2.5: "3"}[retry_after]
+    assert headers["Content-Type"] == content_type
+    error = status_of(reply, content_type)
+    assert error.message == "span buffer is full"
+    retry = RetryInfo()
+    assert error.details[0].Unpack(retry)
+    assert retry.retry_delay.ToTimedelta().total_seconds() == retry_after
+    assert sink.batches == []
+    await still_serves(client, sink)
+
+
+async def test_json_with_hex_ids_decodes_like_protobuf(client: Client, sink: FakeSink) -> None:
+    message = request(span(0xABC, 0x1), span(0xABC, 0x2, 0x1), span(0xDEF, 0x3, 0x9))
+    protobuf = message.SerializeToString()
+    document = orjson.loads(request_to_json(protobuf))
+    first_span = document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert first_span["traceId"] == trace_id(0xABC).hex()
+
+    assert (await client.post(protobuf))[0] == 200
+    status, headers, reply = await client.post(orjson.dumps(document), f"{JSON}; charset=utf-8")
+
+    assert (status, headers["Content-Type"], orjson.loads(reply)) == (200, JSON, {})
+    (from_protobuf, p1), (from_json, p2) = sink.batches
+    assert (p1, p2) == ("http_protobuf", "http_json")
+    assert (
+        from_json.trace_ids == from_protobuf.trace_ids == [trace_id(0xABC)] * 2 + [trace_id(0xDEF)]
+    )
+    assert from_json.root_positions == from_protobuf.root_positions == {0}
+    assert [Span.FromString(s) for s in from_json.spans] == list(
+        message.resource_spans[0].scope_spans[0].spans
+    )
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+async def test_invalid_ids_are_a_partial_success_and_the_rest_is_taken(
+    client: Client, sink: FakeSink, metrics: Metrics, content_type: str
+) -> None:
+    body = mixed_request().SerializeToString()
+    if content_type == JSON:
+        body = request_to_json(body)
+
+    status, _, reply = await client.post(body, content_type)
+
+    assert status == 200
+    if content_type == JSON:
+        response = json_format.Parse(reply, ExportTraceServiceResponse())
+    else:
+        response = ExportTraceServiceResponse.FromString(reply)
+    assert response.partial_success.rejected_spans == 2
+    assert "2 span(s) rejected" in response.partial_success.error_message
+    assert sink.trace_ids == [trace_id(1), trace_id(1), trace_id(2)]
+    assert sample(metrics, "refinery_spans_rejected_total", reason="invalid_id") == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "says"),
+    [
+        pytest.param(good_request()[:-5], PROTOBUF, "not a valid OTLP", id="truncated-protobuf"),
+        pytest.param(b"\xff\xfe garbage", PROTOBUF, "not a valid OTLP", id="garbage-protobuf"),
+        pytest.param(b'{"resourceSpans": [', JSON, "not valid JSON", id="invalid-json"),
+        pytest.param(b"[1, 2]", JSON, "must be an object", id="json-array"),
+        pytest.param(b'{"resourceSpans": 5}', JSON, "not a valid OTLP JSON", id="json-wrong-shape"),
+        pytest.param(b'{"spans": []}', JSON, "not a valid OTLP JSON", id="json-unknown-field"),
+    ],
+)
+async def test_malformed_body_is_400_with_a_status_saying_why(
+    client: Client, sink: FakeSink, metrics: Metrics, *, body: bytes, content_type: str, says: str
+) -> None:
+    status, headers, reply = await client.post(body, content_type)
+
+    assert status == 400
+    assert headers["Content-Type"] == content_type
+    error = status_of(reply, content_type)
+    assert error.code == 3  # INVALID_ARGUMENT
+    assert says in error.message
+    protocol = "http_json" if content_type == JSON else "http_protobuf"
+    reason = {"protocol": protocol, "reason": "malformed"}
+    assert sample(metrics, "refinery_requests_rejected_total", **reason) == 1
+    assert sink.offered == 0
+    await still_serves(client, sink)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream", ""])
+async def test_other_content_types_are_415(
+    client: Client, sink: FakeSink, metrics: Metrics, content_type: str
+) -> None:
+    status, headers, reply = await client.post(good_request(), content_type)
+
+    assert status == 415
+    assert headers["Content-Type"] == JSON
+    assert "application/x-protobuf" in status_of(reply, JSON).message
+    reason = {"protocol": "http", "reason": "unsupported_media_type"}
+    assert sample(metrics, "refinery_requests_rejected_total", **reason) == 1
+    await still_serves(client, sink)
+
+
+async def test_unsupported_content_encoding_is_415(client: Client, sink: FakeSink) -> None:
+    status, _, reply = await client.post(good_request(), **{"Content-Encoding": "snappy"})
+
+    assert status == 415
+    assert "snappy" in Status.FromString(reply).message
+    await still_serves(client, sink)
+
+
+@pytest.mark.parametrize(
+    ("coding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress)]
+)
+async def test_compressed_bodies_are_accepted(
+    client: Client, sink: FakeSink, metrics: Metrics, coding: str, compress: Any
+) -> None:
+    body = good_request()
+
+    status, _, _ = await client.post(compress(body), **{"Content-Encoding": coding})
+
+    assert status == 200
+    assert sink.trace_ids == [trace_id(7), trace_id(7)]
+    assert sample(metrics, "refinery_received_bytes_total", protocol="http_protobuf") == len(body)
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "says"),
+    [
+        ("gzip", b"\x1f\x8b not gzip at all", "not valid gzip data"),
+        ("gzip", gzip.compress(good_request())[:-12], "truncated gzip data"),
+        ("deflate", b"\x78\x9c garbage", "not valid deflate data"),
+        ("deflate", zlib.compress(good_request()) + b"extra", "after the end of its deflate"),
+    ],
+)
+async def test_corrupt_compressed_body_is_400(
+    client: Client, sink: FakeSink, metrics: Metrics, *, coding: str, body: bytes, says: str
+) -> None:
+    status, _, reply = await client.post(body, **{"Content-Encoding": coding})
+
+    assert status == 400
+    assert says in Status.FromString(reply).message
+    reason = {"protocol": "http_protobuf", "reason": "malformed"}
+    assert sample(metrics, "refinery_requests_rejected_total", **reason) == 1
+    await still_serves(client, sink)
+
+
+async def test_oversized_body_is_413(
+    start_http: ReceiverFactory, session: aiohttp.ClientSession, sink: FakeSink, metrics: Metrics
+) -> None:
+    client = Client(session, await start_http(max_request_bytes=4096))
+    big = request(span(3, 1, attrs={"blob": "x" * 8192})).SerializeToString()
+
+    status, _, reply = await client.post(big)
+
+    assert status == 413
+    assert "4096 bytes" in Status.FromString(reply).message
+    reason = {"protocol": "http_protobuf", "reason": "too_large"}
+    assert sample(metrics, "refinery_requests_rejected_total", **reason) == 1
+    await still_serves(client, sink)
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+async def test_gzip_bomb_is_bounded_after_decompression(
+    start_http: ReceiverFactory, session: aiohttp.ClientSession, sink: FakeSink, content_type: str
+) -> None:
+    client = Client(session, await start_http(max_request_bytes=64 * 1024))
+    bomb = gzip.compress(b" " * (64 << 20))  # 64 MiB of whitespace
+    assert len(bomb) < 64 * 1024
+
+    status, _, reply = await client.post(bomb, content_type, **{"Content-Encoding": "gzip"})
+
+    assert status == 413
+    assert "after decompression" in status_of(reply, content_type).message
+    assert sink.offered == 0
+    await still_serves(client, sink)
+
+
+async def test_other_paths_and_methods(client: Client, session: aiohttp.ClientSession) -> None:
+    async with session.get(client.url) as response:
+        assert response.status == 405
+    async with session.post(client.url.replace("/v1/traces", "/v1/logs"), data=b"") as response:
+        assert response.status == 404
+
+
+async def test_mangled_bodies_never_break_the_server(client: Client, sink: FakeSink) -> None:
+    import random
+
+    rng = random.Random(20261128)
+    base = mixed_request().SerializeToString()
+    statuses = set()
+    for _ in range(200):
+        body = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(body))
+            body[at : at + rng.randint(0, 3)] = rng.randbytes(rng.randint(0, 3))
+        status, _, _ = await client.post(bytes(body))
+        statuses.add(status)
+    assert statuses <= {200, 400}
+    await still_serves(client, sink)
+
+
+async def test_port_in_use_is_an_os_error(start_http: ReceiverFactory, intake: Intake) -> None:
+    port = await start_http()
+    second = HttpReceiver(intake, "127.0.0.1", port)
+
+    with pytest.raises(OSError):
+        await second.start()
+
+
+async def test_stopped_receiver_refuses_connections(
+    start_http: ReceiverFactory, intake: Intake, session: aiohttp.ClientSession, sink: FakeSink
+) -> None:
+    receiver = HttpReceiver(intake, "127.0.0.1", 0)
+    await receiver.start()
+    client = Client(session, receiver.port)
+    await still_serves(client, sink)
+
+    await receiver.stop(1.0)
+
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await client.post(good_request())
+
+
+async def test_stop_lets_a_request_in_flight_finish(
+    intake: Intake, session: aiohttp.ClientSession, sink: FakeSink
+) -> None:
+    receiver = HttpReceiver(intake, "127.0.0.1", 0)
+    await receiver.start()
+    client = Client(session, receiver.port)
+    body = good_request()
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield body[:10]
+        await release.wait()
+        yield body[10:]
+
+    posting = asyncio.create_task(client.post(slow_body()))
+    while not receiver.in_flight:
+        await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(receiver.stop(30.0))
+    await asyncio.sleep(0)  # stop() closes the listener before it waits
+    async with aiohttp.ClientSession() as fresh:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await Client(fresh, receiver.port).post(body)
+    release.set()
+
+    status, _, _ = await posting
+    await stopping
+    assert status == 200
+    assert sink.trace_ids == [trace_id(7), trace_id(7)]

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from refinery_py.model import Decision
+from refinery_py.otlp.frame import encode_kept_trace, split_payload
+from refinery_py.otlp.ingest import OriginInterner, split_request
+from tests.otlp_builders import kv, request, span
+
+KEEP = Decision(True, 10, "rules/trace/keep errors")
+
+
+def attributes(message_span: Span) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for attribute in message_span.attributes:
+        value = attribute.value
+        kind = value.WhichOneof("value")
+        out.setdefault(attribute.key, getattr(value, kind) if kind else None)
+    return out
+
+
+def all_spans(payload: bytes) -> list[tuple[str, str, Span]]:
+    decoded = ExportTraceServiceRequest.FromString(payload)
+    return [
+        (rs.resource.attributes[0].value.string_value, ss.scope.name, s)
+        for rs in decoded.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
+
+
+def encode(*spans: Span, root_index: int = 0, decision: Decision = KEEP) -> bytes:
+    interner = OriginInterner()
+    batch = split_request(request(*spans).SerializeToString(), interner)
+    return encode_kept_trace(
+        batch.spans, batch.origins, root_index, decision, "trace_send_got_root"
+    )
+
+
+def test_kept_spans_carry_rate_reason_and_send_reason() -> None:
+    payload = encode(span(1, 1, attrs={"a": 1}), span(1, 2, 1))
+    spans = [s for _, _, s in all_spans(payload)]
+    root, child = attributes(spans[0]), attributes(spans[1])
+    for attrs in (root, child):
+        assert attrs["SampleRate"] == 10
+        assert attrs["meta.refinery.reason"] == "rules/trace/keep errors"
+        assert attrs["meta.refinery.send_reason"] == "trace_send_got_root"
+    assert root["meta.span_count"] == 2
+    assert "meta.span_count" not in child
+    assert root["a"] == 1
+
+
+def test_incoming_sample_rate_is_multiplied_and_kept_as_original() -> None:
+    payload = encode(
+        span(1, 1, attrs={"SampleRate": 4}),
+        span(1, 2, 1, attrs={"sampleRate": 0}),
+        span(1, 3, 1, attrs={"SampleRate": "5"}),
+    )
+    spans = [attributes(s) for _, _, s in all_spans(payload)]
+    assert spans[0]["SampleRate"] == 40
+    assert spans[0]["meta.refinery.original_sample_rate"] == 4
+    assert spans[1]["SampleRate"] == 10  # 0 means 1
+    assert "sampleRate" not in spans[1]
+    assert spans[2]["SampleRate"] == 50
+    for message_span in (s for _, _, s in all_spans(payload)):
+        keys = [a.key for a in message_span.attributes]
+        assert keys.count("SampleRate") == 1
+
+
+def test_earlier_annotations_are_replaced() -> None:
+    payload = encode(span(1, 1, attrs={"meta.refinery.reason": "old", "meta.span_count": 99}))
+    (_, _, only) = all_spans(payload)[0]
+    keys = [a.key for a in only.attributes]
+    assert keys.count("meta.refinery.reason") == 1
+    assert attributes(only)["meta.refinery.reason"] == KEEP.reason
+    assert attributes(only)["meta.span_count"] == 1
+
+
+def test_resources_and_scopes_are_preserved_per_span() -> None:
+    interner = OriginInterner()
+    first = split_request(
+        request(span(1, 1), service="a", scope="s1").SerializeToString(), interner
+    )
+    second = split_request(
+        request(span(1, 2, 1), service="b", scope="s2").SerializeToString(), interner
+    )
+    third = split_request(
+        request(span(1, 3, 1), service="a", scope="s3").SerializeToString(), interner
+    )
+    payload = encode_kept_trace(
+        first.spans + second.spans + third.spans,
+        first.origins + second.origins + third.origins,
+        0,
+        KEEP,
+        "trace_send_expired",
+    )
+    placed = [(service, scope, s.span_id[-1]) for service, scope, s in all_spans(payload)]
+    assert sorted(placed) == [("a", "s1", 1), ("a", "s3", 3), ("b", "s2", 2)]
+    assert len(ExportTraceServiceRequest.FromString(payload).resource_spans) == 2
+
+
+def test_payloads_concatenate_into_one_valid_request() -> None:
+    joined = encode(span(1, 1)) + encode(span(2, 1))
+    assert len(all_spans(joined)) == 2
+
+
+def test_split_payload_keeps_every_span_and_respects_the_size() -> None:
+    spans = [span(1, i, None if i == 1 else 1, attrs={"pad": "x" * 500}) for i in range(1, 41)]
+    payload = encode(*spans)
+    chunks = list(split_payload(payload, 4000))
+    assert len(chunks) > 1
+    assert all(len(chunk) <= 4000 for chunk in chunks)
+    ids = sorted(s.span_id for chunk in chunks for _, _, s in all_spans(chunk))
+    assert ids == sorted(s.span_id for _, _, s in all_spans(payload))
+    assert list(split_payload(payload, len(payload))) == [payload]
+
+
+def test_attribute_values_survive_byte_for_byte() -> None:
+    original = span(1, 1, attrs={"k": "v", "n": 3, "ok": False})
+    original.events.add(name="e", attributes=[kv("x", 1)])
+    (_, _, out) = all_spans(encode(original))[0]
+    del out.attributes[3:]
+    assert out == original

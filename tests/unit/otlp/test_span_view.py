@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.otlp.span_view import WireSpan, WireTrace, locate_span_attribute
+from tests.otlp_builders import kv, request, span
+
+
+def view_of(message_span: Span, **request_kwargs: object) -> WireSpan:
+    batch = split_request(
+        request(message_span, **request_kwargs).SerializeToString(),  # type: ignore[arg-type]
+        OriginInterner(),
+    )
+    return WireSpan(batch.spans[0], batch.origins[0])
+
+
+def test_attribute_types() -> None:
+    s = view_of(span(1, 2, 1, attrs={"s": "x", "i": -7, "f": 1.5, "b": True, "z": 0}))
+    assert s.get("s") == "x"
+    assert s.get("i") == -7
+    assert s.get("f") == 1.5
+    assert s.get("b") is True
+    assert s.get("z") == 0
+    assert s.get("missing") is None
+
+
+def test_arrays_maps_and_bytes_are_flattened_to_text() -> None:
+    message = span(1, 2)
+    message.attributes.extend(
+        [
+            KeyValue(
+                key="arr",
+                value=AnyValue(
+                    array_value=ArrayValue(
+                        values=[AnyValue(string_value="a"), AnyValue(int_value=2)]
+                    )
+                ),
+            ),
+            KeyValue(
+                key="map",
+                value=AnyValue(kvlist_value=KeyValueList(values=[kv("k", "v"), kv("n", 1.0)])),
+            ),
+            KeyValue(key="raw", value=AnyValue(bytes_value=b"\x00\x01")),
+            KeyValue(key="empty", value=AnyValue()),
+        ]
+    )
+    s = view_of(message)
+    assert orjson.loads(str(s.get("arr"))) == ["a", 2]
+    assert orjson.loads(str(s.get("map"))) == {"k": "v", "n": 1.0}
+    assert s.get("raw") == base64.b64encode(b"\x00\x01").decode()
+    assert s.get("empty") is None
+
+
+def test_intrinsic_fields() -> None:
+    root = view_of(span(1, 2, name="GET /x", duration_ns=1_500_000, kind=Span.SPAN_KIND_SERVER))
+    assert root.get("name") == "GET /x"
+    assert root.get("span.kind") == root.get("type") == "server"
+    assert root.get("duration_ms") == 1.5
+    assert root.get("status_code") == 0
+    assert root.get("error") is None
+    assert root.get("trace.trace_id") == (1).to_bytes(16, "big").hex()
+    assert root.get("trace.span_id") == (2).to_bytes(8, "big").hex()
+    assert root.get("trace.parent_id") is None
+    assert root.get("span.num_events") == 0
+    assert root.get("span.num_links") == 0
+    child = view_of(span(1, 3, 2, error=True))
+    assert child.get("error") is True
+    assert child.get("status_code") == 2
+    assert child.get("status_message") == "failed"
+    assert child.get("trace.parent_id") == (2).to_bytes(8, "big").hex()
+
+
+def test_span_attributes_win_over_scope_and_resource() -> None:
+    s = view_of(
+        span(1, 2, attrs={"shared": "span"}),
+        resource_attrs={"shared": "resource", "region": "eu"},
+    )
+    assert s.get("shared") == "span"
+    assert s.get("region") == "eu"
+    assert s.get("service.name") == "svc"
+    assert s.get("library.name") == "test.scope"
+    assert s.get("library.version") == "1.0"
+
+
+def test_event_and_link_attributes_are_not_span_attributes() -> None:
+    message = span(1, 2)
+    event = message.events.add()
+    event.name = "exception"
+    event.attributes.append(kv("exception.type", "ValueError"))
+    link = message.links.add()
+    link.trace_id = (9).to_bytes(16, "big")
+    link.span_id = (9).to_bytes(8, "big")
+    link.attributes.append(kv("link.kind", "follows"))
+    s = view_of(message)
+    assert s.get("exception.type") is None
+    assert s.get("link.kind") is None
+    assert s.get("span.num_events") == 1
+    assert s.get("span.num_links") == 1
+
+
+def test_a_key_inside_a_string_value_is_not_an_attribute() -> None:
+    inner = kv("route", "/admin").SerializeToString()
+    forged = b"\x4a" + bytes([len(inner)]) + inner
+    s = view_of(span(1, 2, attrs={"note": "x" + forged.decode("latin-1"), "route": "/real"}))
+    assert s.get("route") == "/real"
+
+
+def test_first_of_duplicate_keys_wins() -> None:
+    message = span(1, 2)
+    message.attributes.extend([kv("dup", "first"), kv("dup", "second")])
+    assert view_of(message).get("dup") == "first"
+
+
+@pytest.mark.parametrize("key", ["a", "k" * 200, "ünïcödé"])
+def test_locate_handles_long_and_unicode_keys(key: str) -> None:
+    raw = span(1, 2, attrs={"before": 1, key: "found", "after": 2}).SerializeToString()
+    located = locate_span_attribute(raw, key)
+    assert located is not None
+    field_start, value_start, value_end = located
+    rebuilt = Span.FromString(raw[field_start:value_end])
+    assert [(a.key, a.value.string_value) for a in rebuilt.attributes] == [(key, "found")]
+    assert AnyValue.FromString(raw[value_start:value_end]).string_value == "found"
+
+
+def test_trace_view_root_and_spans() -> None:
+    batch = split_request(
+        request(span(1, 2, 1), span(1, 1), span(1, 3, 1)).SerializeToString(), OriginInterner()
+    )
+    trace = WireTrace(batch.trace_ids[0], batch.spans, batch.origins, 1)
+    assert trace.trace_id == (1).to_bytes(16, "big").hex()
+    assert len(trace.spans) == 3
+    assert trace.root is not None
+    assert trace.root.get("trace.span_id") == (1).to_bytes(8, "big").hex()
+    assert WireTrace(batch.trace_ids[0], batch.spans, batch.origins, -1).root is None
