@@ -105,7 +105,7 @@ def key_table(cls: type, prefix: str = "") -> list[str]:
     for info in field_infos(cls):
         path = f"{prefix}{info.key}"
         section = _section_class(info)
-        if section is not None and not typing.get_origin(info.tp) is tuple:
+        if section is not None and typing.get_origin(info.tp) is not tuple:
             rows.append(
                 f"| `{path}` | section{' or null' if info.default() is None else ''} | "
                 f"{'null' if info.default() is None else ''} | {_escape(info.doc)} |"
