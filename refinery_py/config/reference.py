@@ -1,7 +1,7 @@
 """Reference docs generated from the same `option()` declarations the loader validates against.
 
-`python -m refinery_py.config.reference DIR` writes `DIR/config.md` (and, with the rules schema,
-`DIR/rules.md`); a test fails when the committed files differ from what this produces, so the
+`python -m refinery_py.config.reference DIR` writes `DIR/config.md` and `DIR/rules.md`; a test
+fails when the committed files differ from what this produces, so the
 docs cannot drift from the code.
 """
 
@@ -14,6 +14,13 @@ import typing
 from pathlib import Path
 
 from refinery_py.config.addresses import EndpointText, HostPort
+from refinery_py.config.rules_spec import (
+    DATATYPES,
+    OPERATORS,
+    SAMPLER_TYPES,
+    ConditionSpec,
+    RuleSpec,
+)
 from refinery_py.config.schema_fields import FieldInfo, field_infos
 from refinery_py.config.settings import Settings
 from refinery_py.config.units import ByteSize, Seconds, format_duration, format_size
@@ -38,6 +45,8 @@ def type_name(tp: object) -> str:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (types.UnionType, typing.Union):
+        if sum(dataclasses.is_dataclass(a) for a in args) > 1:
+            return "sampler (one of the types above)" + (" or null" if type(None) in args else "")
         names = [type_name(a) for a in args if a is not type(None)]
         return " or ".join(names) + (" or null" if type(None) in args else "")
     if origin is tuple:
@@ -91,11 +100,14 @@ def _escape(text: str) -> str:
 
 
 def _section_class(info: FieldInfo) -> type | None:
-    candidates = [info.tp, *typing.get_args(info.tp)]
-    for candidate in candidates:
-        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
-            return candidate
-    return None
+    """The one dataclass a key holds (a nested section), or None; a choice of several (a
+    downstream sampler) is documented where each is."""
+    candidates = [
+        candidate
+        for candidate in (info.tp, *typing.get_args(info.tp))
+        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate)
+    ]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def key_table(cls: type, prefix: str = "") -> list[str]:
@@ -114,7 +126,8 @@ def key_table(cls: type, prefix: str = "") -> list[str]:
             continue
         limits = limits_text(info)
         doc = _escape(info.doc) + (f" ({limits})" if limits else "")
-        rows.append(f"| `{path}` | {type_name(info.tp)} | {default_text(info)} | {doc} |")
+        shown = info.shown_type or type_name(info.tp)
+        rows.append(f"| `{path}` | {shown} | {default_text(info)} | {doc} |")
     for nested_prefix, section in nested:
         rows.extend(key_table(section, nested_prefix))
     return rows
@@ -139,11 +152,131 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+RULES_INTRO = """\
+# Rules file reference
+
+Generated from `refinery_py/config/rules_spec.py` by `make docs`; do not edit by hand.
+
+refinery_py reads Honeycomb Refinery's v2 rules files as-is. A file has two top-level keys:
+
+| key | meaning |
+|---|---|
+| `RulesVersion` | must be `2` (convert v1 files with Refinery's `convert` tool) |
+| `Samplers` | a map from target name to exactly one sampler; `__default__` is required |
+
+A trace's target is its root span's `deployment.environment.name` (or `deployment.environment`)
+resource attribute when a sampler is configured under that name, else its `service.name` when one
+is, else `__default__`. Durations are written like `30s` or `1m`.
+
+`refinery-py rules check FILE` reports every error at once as `FILE:LINE: message`; warnings
+(below) fail the check only with `--strict`.
+"""
+
+_FIELDS_TEXT = """\
+## Fields a condition can name
+
+Per span, with Refinery's flattening of OTLP:
+
+| field | value |
+|---|---|
+| `trace.trace_id`, `trace.span_id` | hex IDs |
+| `trace.parent_id` | hex parent span ID; absent on root spans |
+| `name` | the span name |
+| `span.kind`, `type` | `server`, `client`, `internal`, `producer`, `consumer`, `unspecified` |
+| `duration_ms` | float |
+| `status_code` | int: 0 unset, 1 ok, 2 error |
+| `status_message` | the status message, absent when empty |
+| `error` | `true` on spans whose status is error; absent on all others |
+| `span.num_events`, `span.num_links` | ints |
+| any attribute key | {attribute_order} |
+
+Arrays and maps compare as JSON text, bytes as base64. Prefix a field with `root.` to read it from
+the root span only (the condition fails when the trace has no root span yet). `?.NUM_DESCENDANTS`
+is the number of spans in the trace.
+""".format(
+    attribute_order="span attributes, then scope attributes (plus `library.name` and "
+    "`library.version` from the scope), then resource attributes; the first with the key wins"
+)
+
+OPERATOR_DOCS = {
+    "=": "equal (numbers compare across int and float)",
+    "!=": "not equal; a missing field does not match unless `Datatype: string`",
+    ">": "greater than",
+    "<": "less than",
+    ">=": "greater than or equal",
+    "<=": "less than or equal",
+    "starts-with": "the field's text starts with Value",
+    "contains": "the field's text contains Value",
+    "does-not-contain": "the field's text does not contain Value (a missing field matches)",
+    "exists": "the field is present (Value is ignored)",
+    "not-exists": "the field is absent (Value is ignored)",
+    "has-root-span": "the trace has (Value `true`) or lacks (`false`) its root span; trace scope",
+    "matches": "the field's text matches the regular expression Value (Go RE2 syntax, unanchored)",
+    "in": "the field equals one of the values in the list Value",
+    "not-in": "the field equals none of the values in the list Value (a missing field matches)",
+}
+"""What each operator tests; every operator of `OPERATORS` has an entry (a test checks)."""
+
+_LINTS_TEXT = """\
+## Warnings
+
+`rules check` warns (and `--strict` fails) on rules that are legal but rarely mean what they say:
+
+- a negative operator (`!=`, `not-exists`, `does-not-contain`, `not-in`) in a trace-scope rule on
+  a field that is not a `root.` field: it matches when ANY span passes, so almost always;
+- `has-root-span` in a `Scope: span` rule (Refinery skips such a rule);
+- a rule that can never be reached because an earlier rule in the same scope has the same or
+  fewer conditions (a condition-less rule, or a `Drop` rule shadowing a keep rule);
+- a rule with neither `SampleRate`, `Drop` nor `Sampler` (kept at rate 1; Refinery drops);
+- `Drop` together with `SampleRate` or `Sampler`, a `Value` on `exists`/`not-exists`, and a float
+  `Value` truncated by `Datatype: int`.
+"""
+
+
+def _keys_section(title: str, cls: type, text: str = "") -> list[str]:
+    lines = [f"## {title}", ""]
+    if text:
+        lines += [text, ""]
+    lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += key_table(cls)
+    return [*lines, ""]
+
+
+def rules_reference() -> str:
+    lines = [RULES_INTRO]
+    for name, cls in SAMPLER_TYPES.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        lines += _keys_section(name, cls, doc)
+    lines += _keys_section(
+        "Rules (RulesBasedSampler.Rules[])",
+        RuleSpec,
+        "Rules are tried in order; the first whose conditions all match decides. The reason "
+        "on kept spans is `rules/<scope>/<Name>`, with `:<downstream reason>` appended when a "
+        "downstream Sampler decides. A trace no rule matches is kept at rate 1 "
+        "(`no rule matched`).",
+    )
+    lines += _keys_section("Conditions (Rules[].Conditions[])", ConditionSpec)
+    lines += ["## Operators", "", "| operator | matches when |", "|---|---|"]
+    lines += [f"| `{op}` | {_escape(OPERATOR_DOCS[op])} |" for op in OPERATORS]
+    lines += [
+        "",
+        "`Datatype` (" + ", ".join(f"`{d}`" for d in DATATYPES) + ") converts both sides before "
+        "comparing, the way Refinery does.",
+        "",
+        _FIELDS_TEXT,
+        _LINTS_TEXT,
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def write_references(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / "config.md"
-    target.write_text(config_reference())
-    return [target]
+    written = []
+    for name, render in (("config.md", config_reference), ("rules.md", rules_reference)):
+        target = directory / name
+        target.write_text(render())
+        written.append(target)
+    return written
 
 
 if __name__ == "__main__":

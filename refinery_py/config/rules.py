@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from refinery_py.config.conditions import HAS_ROOT_SPAN, check_condition, read_fields
+from refinery_py.config.conditions import check_condition, read_fields
 from refinery_py.config.loader import INVALID, Reader
-from refinery_py.config.mapping_view import Entry, MappingView, join_path
+from refinery_py.config.mapping_view import Entry, join_path
 from refinery_py.config.problems import (
     ConfigError,
     Problem,
@@ -23,6 +23,7 @@ from refinery_py.config.problems import (
     sorted_problems,
     suggestion,
 )
+from refinery_py.config.rule_lints import check_rule, check_rule_order
 from refinery_py.config.rules_spec import (
     DEFAULT_TARGET,
     SAMPLER_TYPES,
@@ -101,8 +102,8 @@ def _reader(source: str) -> Reader:
         hooks={(ConditionSpec, "fields"): read_fields, (RuleSpec, "sampler"): _read_downstream},
         checks={
             ConditionSpec: check_condition,
-            RuleSpec: _check_rule,
-            RulesBasedSpec: _check_rules,
+            RuleSpec: check_rule,
+            RulesBasedSpec: check_rule_order,
         },
     )
 
@@ -224,49 +225,3 @@ def read_sampler(reader: Reader, entry: Entry, path: str, allowed: Mapping[str, 
 
 def _read_downstream(reader: Reader, entry: Entry, path: str) -> object:
     return read_sampler(reader, entry, path, DOWNSTREAM_TYPES)
-
-
-def _check_rule(reader: Reader, view: MappingView) -> None:
-    conditions = view.get("conditions")
-    if view.get("scope") == "span" and isinstance(conditions, tuple):
-        for condition in conditions:
-            if condition.operator == HAS_ROOT_SPAN:
-                reader.warning(
-                    condition.line,
-                    f"{view.path}: has-root-span cannot be evaluated with Scope: span; "
-                    "Refinery skips such a rule",
-                )
-    drop = view.get("drop") is True
-    if drop and view.given("sampler"):
-        reader.warning(
-            view.line("drop"),
-            f"{view.path} sets both Drop and Sampler; the Sampler decides and Drop is ignored",
-        )
-    elif drop and view.given("sample_rate"):
-        reader.warning(
-            view.line("sample_rate"),
-            f"{view.path_of('sample_rate')} is ignored because Drop is true",
-        )
-    elif not drop and not view.given("sampler") and not view.given("sample_rate"):
-        reader.warning(
-            view.line_no,
-            f"{view.path} sets none of SampleRate, Drop or Sampler; matching traces are kept "
-            "at rate 1 (Refinery would drop them)",
-        )
-
-
-def _check_rules(reader: Reader, view: MappingView) -> None:
-    """Rules after one without conditions can never be reached."""
-    rules = view.get("rules")
-    if not isinstance(rules, tuple):
-        return
-    for index, rule in enumerate(rules[:-1]):
-        if not rule.conditions:
-            later = rules[index + 1]
-            name = f" ({rule.name})" if rule.name else ""
-            reader.warning(
-                later.line,
-                f"{view.path_of('rules')}[{index + 1}] is never reached: the rule at line "
-                f"{rule.line}{name} has no conditions and matches every trace",
-            )
-            return

@@ -50,6 +50,7 @@ class ConditionSpec:
         "number of spans in the trace. `Fields` (a list) tests the first of them that is present.",
         default=(),
         aliases=("Fields",),
+        shown_type="string (`Fields`: list of string)",
     )
     operator: str = option(
         "Operator", "How to compare the field with `Value`.", required=True, choices=OPERATORS

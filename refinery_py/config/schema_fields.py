@@ -28,12 +28,14 @@ def option(
     maximum: float | None = None,
     choices: Sequence[str] | None = None,
     aliases: Sequence[str] = (),
+    shown_type: str | None = None,
 ) -> Any:
     """Declare one YAML key of a settings dataclass.
 
     `key` is the name in the file; `doc` is the one-paragraph reference text; `required` keys have
     no default and are reported when absent; `minimum`/`maximum`/`exclusive_minimum` bound numbers;
-    `choices` restricts strings; `aliases` are other accepted spellings (Refinery's v1 names, say).
+    `choices` restricts strings; `aliases` are other accepted spellings (Refinery's v1 names, say);
+    `shown_type` replaces the type name the reference docs derive from the annotation.
     """
     metadata = {
         "key": key,
@@ -44,6 +46,7 @@ def option(
         "maximum": maximum,
         "choices": tuple(choices) if choices is not None else None,
         "aliases": tuple(aliases),
+        "shown_type": shown_type,
     }
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
@@ -58,6 +61,7 @@ class FieldInfo:
     attr: str
     key: str
     aliases: tuple[str, ...]
+    shown_type: str | None
     tp: Any
     doc: str
     required: bool
@@ -88,6 +92,7 @@ def field_infos(cls: type) -> tuple[FieldInfo, ...]:
                 attr=fld.name,
                 key=meta["key"],
                 aliases=tuple(meta["aliases"]),
+                shown_type=meta.get("shown_type"),
                 tp=hints[fld.name],
                 doc=meta["doc"],
                 required=bool(meta["required"]),

@@ -16,3 +16,10 @@ def test_generated_references_are_up_to_date(tmp_path: Path) -> None:
         assert committed.read_text() == generated.read_text(), (
             f"docs/{generated.name} is stale: run `make docs`"
         )
+
+
+def test_every_operator_is_documented() -> None:
+    from refinery_py.config.reference import OPERATOR_DOCS
+    from refinery_py.config.rules_spec import OPERATORS
+
+    assert set(OPERATOR_DOCS) == set(OPERATORS)
