@@ -50,6 +50,12 @@ def _rules_check(args: argparse.Namespace) -> int:
     return _report(check_rules_file(args.file), args.strict)
 
 
+def _rules_test(args: argparse.Namespace) -> int:
+    from refinery_py.replay.command import run_rules_test  # noqa: PLC0415
+
+    return run_rules_test(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refinery-py",
@@ -76,6 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     rules_check.add_argument("file")
     rules_check.add_argument("--strict", action="store_true", help="fail on warnings too")
     rules_check.set_defaults(run=_rules_check)
+    rules_test = rules_commands.add_parser(
+        "test",
+        help="replay recorded traffic through rules and report what they keep",
+        description="Replay recorded traces (OTLP JSON lines, or serialized protobuf requests) "
+        "through a rules file, with the span timestamps as the clock, and print per rule and "
+        "per customer what was seen and kept.",
+    )
+    rules_test.add_argument("--rules", required=True, metavar="FILE", help="rules file")
+    rules_test.add_argument(
+        "--config", metavar="FILE", help="config file (send_delay, trace_timeout, customers)"
+    )
+    rules_test.add_argument("--compare", metavar="OTHER_RULES", help="also replay these rules")
+    rules_test.add_argument("--json", action="store_true", help="print one JSON document")
+    rules_test.add_argument(
+        "traces", nargs="+", metavar="TRACES", help="*.json/*.jsonl (OTLP JSON lines), *.pb"
+    )
+    rules_test.set_defaults(run=_rules_test)
     return parser
 
 

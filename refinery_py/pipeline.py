@@ -27,8 +27,9 @@ from refinery_py.model import (
     TraceExporter,
     TraceView,
 )
+from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.frame import encode_kept_trace
-from refinery_py.otlp.span_view import WireTrace, origin_fields
+from refinery_py.otlp.span_view import WireTrace
 from refinery_py.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -195,24 +196,3 @@ class Pipeline:
             self._decide(trace, now)
         self._publish_gauges()
         await asyncio.gather(*(exporter.close(flush_timeout) for exporter in self.exporters))
-
-
-def customer_of(trace: WireTrace, fields: Sequence[str]) -> str:
-    """The trace's customer: the first of `fields` on the root span, else on any span, else on
-    the resource; "" when none is present."""
-    spans = trace.spans
-    ordered = [trace.root_index] if trace.root_index >= 0 else []
-    ordered.extend(i for i in range(len(spans)) if i != trace.root_index)
-    for index in ordered:
-        span = spans[index]
-        for field in fields:
-            value = span.span_attribute(field)
-            if value is not None:
-                return str(value)
-    for span in spans:
-        resource = origin_fields(span.origin)
-        for field in fields:
-            value = resource.get(field)
-            if value is not None:
-                return str(value)
-    return ""

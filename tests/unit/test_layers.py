@@ -36,6 +36,11 @@ LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
         {"grpc", "aiohttp", "google", "opentelemetry", "redis", "xxhash"},
         set(),
     ),
+    "replay": (
+        {"model", "otlp", "config", "assemble", "decide"},
+        {"google", "opentelemetry", "orjson"},
+        {"asyncio", "grpc", "aiohttp", "prometheus_client"},
+    ),
     "api": (
         {"model", "otlp", "config", "assemble", "decide", "store", "cluster", "telemetry"},
         {"aiohttp", "prometheus_client", "orjson", "google", "opentelemetry"},
