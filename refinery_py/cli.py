@@ -1,4 +1,4 @@
-"""The command line: `refinery-py serve | config check | rules check`."""
+"""The command line: `refinery-py serve | config check | rules check | query`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from refinery_py import __version__
+from refinery_py.api.query_cli import add_query_command
 from refinery_py.config.problems import ConfigError, Problem
 from refinery_py.config.rules import check_rules_file
 from refinery_py.config.settings import check_config_file, load_settings
@@ -19,6 +21,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config)
+        if args.record is not None:
+            settings = replace(settings, record=replace(settings.record, dir=args.record))
         configure_logging(settings.logging.level, settings.logging.format)
         rules = app.resolve_rules(settings, args.rules)
     except ConfigError as exc:
@@ -67,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the pipeline")
     serve.add_argument("--config", metavar="FILE", help="config file (default: built-in defaults)")
     serve.add_argument("--rules", metavar="FILE", help="rules file (overrides rules_file)")
+    serve.add_argument(
+        "--record",
+        metavar="DIR",
+        help="record accepted traffic as OTLP JSON lines in DIR (overrides record.dir)",
+    )
     serve.set_defaults(run=_serve)
 
     config = commands.add_parser("config", help="work with config files")
@@ -99,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "traces", nargs="+", metavar="TRACES", help="*.json/*.jsonl (OTLP JSON lines), *.pb"
     )
     rules_test.set_defaults(run=_rules_test)
+
+    add_query_command(commands)
     return parser
 
 

@@ -59,6 +59,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         tick: float = 0.1,
         max_lag: float = 2.0,
+        dry_run: bool = False,
     ) -> None:
         self.buffer = buffer
         self.decider = decider
@@ -69,6 +70,8 @@ class Pipeline:
         self.clock = clock
         self.tick = tick
         self.max_lag = max_lag
+        self.dry_run = dry_run
+        """Export every trace, marked with what the rules decided, instead of dropping any."""
         self.lag = 0.0
         """How late the last tick ran: the sign of an event loop that cannot keep up."""
         self._stopping = asyncio.Event()
@@ -103,23 +106,12 @@ class Pipeline:
 
     def _forward_late(self, trace_id: bytes, late: LateSpans) -> None:
         decision = late.decided.decision
-        if not decision.keep:
+        if not decision.keep and not self.dry_run:
             self.metrics.late_spans.labels("dropped").inc(len(late.spans))
             return
-        self.metrics.late_spans.labels("kept").inc(len(late.spans))
-        payload = encode_kept_trace(
-            late.spans, late.origins, -1, decision, SendReason.LATE_SPAN.value
-        )
-        view = WireTrace(trace_id, late.spans, late.origins, -1)
-        self._offer(
-            KeptTrace(
-                trace_id,
-                payload,
-                len(late.spans),
-                decision,
-                SendReason.LATE_SPAN,
-                customer_of(view, self.customer_fields),
-            )
+        self.metrics.late_spans.labels("kept" if decision.keep else "dropped").inc(len(late.spans))
+        self._export(
+            WireTrace(trace_id, late.spans, late.origins, -1), decision, SendReason.LATE_SPAN
         )
 
     # ---- decisions ----------------------------------------------------------------------
@@ -141,23 +133,32 @@ class Pipeline:
         self.metrics.spans_decided.labels(label).inc(len(trace.spans))
         if trace.root_index >= 0:
             self.metrics.decision_delay.observe(max(0.0, now - trace.root_seen))
-        if not decision.keep:
+        if decision.keep or self.dry_run:
+            self._export(view, decision, reason)
+
+    def _export(self, trace: WireTrace, decision: Decision, reason: SendReason) -> None:
+        """Encode once and offer to every exporter (in dry-run mode, dropped traces too)."""
+        if not self.exporters:
             return
         payload = encode_kept_trace(
-            trace.spans, trace.origins, trace.root_index, decision, reason.value
+            trace.raw_spans,
+            trace.origins,
+            trace.root_index,
+            decision,
+            reason.value,
+            dry_run=self.dry_run,
         )
-        self._offer(
-            KeptTrace(
-                trace.trace_id,
-                payload,
-                len(trace.spans),
-                decision,
-                reason,
-                customer_of(view, self.customer_fields),
-            )
+        if self.dry_run:
+            # Everything leaves at its incoming rate, so stores and backends count it once.
+            decision = Decision(True, 1, decision.reason, decision.key)
+        kept = KeptTrace(
+            trace.raw_trace_id,
+            payload,
+            len(trace.raw_spans),
+            decision,
+            reason,
+            customer_of(trace, self.customer_fields),
         )
-
-    def _offer(self, kept: KeptTrace) -> None:
         for exporter in self.exporters:
             exporter.offer(kept)
 

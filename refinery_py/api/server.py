@@ -5,17 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from refinery_py.api.errors import json_errors
 
 
 class ApiServer:
-    """Serves the given routes; errors come back as `{"error": message}` JSON."""
+    """Serves the given routes; errors come back as `{"error": message}` JSON.
 
-    def __init__(self, host: str, port: int, routes: Iterable[web.RouteDef]) -> None:
+    `middlewares` (an API token check, say) run inside the JSON error handling, in order.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        routes: Iterable[web.RouteDef],
+        middlewares: Iterable[Middleware] = (),
+    ) -> None:
         self.host = host
         self.port = port
-        self.app = web.Application(middlewares=[json_errors])
+        self.app = web.Application(middlewares=[json_errors, *middlewares])
         self.app.add_routes(list(routes))
         self._runner = web.AppRunner(self.app, access_log=None)
 

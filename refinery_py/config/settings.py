@@ -153,6 +153,37 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordSettings:
+    """Recording incoming traffic to files that `refinery-py rules test` replays."""
+
+    dir: str | None = option(
+        "dir",
+        "Directory for OTLP JSON lines files of every accepted request; null records nothing.",
+        default=None,
+    )
+    max_file_size: ByteSize = option(
+        "max_file_size",
+        "Size at which the current recording file is closed and a new one started.",
+        default=ByteSize(64 * MiB),
+        exclusive_minimum=0,
+    )
+    max_total_size: ByteSize = option(
+        "max_total_size",
+        "Total size of recording files kept; the oldest files are deleted beyond it.",
+        default=ByteSize(GiB),
+        exclusive_minimum=0,
+    )
+    queue_max_bytes: ByteSize = option(
+        "queue_max_bytes",
+        "Memory for requests waiting to be written; when full, requests are not recorded "
+        "(counted), never delayed.",
+        default=ByteSize(64 * MiB),
+        exclusive_minimum=0,
+    )
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApiSettings:
     """The HTTP API on `listen.api`."""
 
@@ -214,6 +245,15 @@ class Settings:
         "store", "The embedded store of kept traces.", default_factory=StoreSettings
     )
     api: ApiSettings = option("api", "The HTTP API.", default_factory=ApiSettings)
+    record: RecordSettings = option(
+        "record", "Recording of incoming traffic for replays.", default_factory=RecordSettings
+    )
+    dry_run: bool = option(
+        "dry_run",
+        "Keep every trace and only mark each span with what the rules would have done "
+        "(meta.refinery.dryrun.kept, meta.refinery.dryrun.sample_rate).",
+        default=False,
+    )
     logging: LoggingSettings = option(
         "logging", "refinery_py's own logging.", default_factory=LoggingSettings
     )
@@ -296,6 +336,7 @@ __all__ = [
     "ListenSettings",
     "LoggingSettings",
     "OtlpExportSettings",
+    "RecordSettings",
     "Settings",
     "StoreSettings",
     "TracesSettings",

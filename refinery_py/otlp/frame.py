@@ -27,6 +27,8 @@ _OUTPUT_KEYS = (
     "meta.refinery.reason",
     "meta.refinery.send_reason",
     "meta.refinery.original_sample_rate",
+    "meta.refinery.dryrun.kept",
+    "meta.refinery.dryrun.sample_rate",
     "meta.span_count",
 )
 
@@ -106,12 +108,25 @@ def _strip_output_attributes(raw: bytes) -> bytes:
 
 
 class TraceAnnotation:
-    """The attributes every span of one kept trace leaves with, encoded once per trace."""
+    """The attributes every span of one exported trace leaves with, encoded once per trace.
 
-    __slots__ = ("_by_incoming_rate", "_shared", "rate", "root_extra")
+    In dry-run mode every trace is exported: `SampleRate` stays the span's incoming rate, and
+    `meta.refinery.dryrun.kept` / `meta.refinery.dryrun.sample_rate` say what the rules decided.
+    """
 
-    def __init__(self, decision: Decision, send_reason: str, span_count: int | None) -> None:
+    __slots__ = ("_by_incoming_rate", "_dry_run", "_kept", "_shared", "rate", "root_extra")
+
+    def __init__(
+        self,
+        decision: Decision,
+        send_reason: str,
+        span_count: int | None,
+        *,
+        dry_run: bool = False,
+    ) -> None:
         self.rate = decision.rate
+        self._dry_run = dry_run
+        self._kept = decision.keep
         self._shared = string_attribute("meta.refinery.reason", decision.reason) + string_attribute(
             "meta.refinery.send_reason", send_reason
         )
@@ -122,15 +137,19 @@ class TraceAnnotation:
         """Encoded attributes for a span that arrived with `incoming_rate` (None: no rate)."""
         suffix = self._by_incoming_rate.get(incoming_rate)
         if suffix is None:
-            if incoming_rate is None:
-                suffix = int_attribute("SampleRate", self.rate) + self._shared
-            else:
-                suffix = (
-                    int_attribute("SampleRate", self.rate * incoming_rate)
-                    + int_attribute("meta.refinery.original_sample_rate", incoming_rate)
-                    + self._shared
+            incoming = incoming_rate or 1
+            parts = [
+                int_attribute("SampleRate", incoming if self._dry_run else self.rate * incoming)
+            ]
+            if incoming_rate is not None:
+                parts.append(int_attribute("meta.refinery.original_sample_rate", incoming_rate))
+            if self._dry_run:
+                parts.append(bool_attribute("meta.refinery.dryrun.kept", self._kept))
+                parts.append(
+                    int_attribute("meta.refinery.dryrun.sample_rate", self.rate * incoming)
                 )
-            self._by_incoming_rate[incoming_rate] = suffix
+            parts.append(self._shared)
+            suffix = self._by_incoming_rate[incoming_rate] = b"".join(parts)
         return suffix
 
 
@@ -179,12 +198,17 @@ def encode_kept_trace(
     root_index: int,
     decision: Decision,
     send_reason: str,
+    *,
+    dry_run: bool = False,
 ) -> bytes:
     """A kept trace's spans, annotated, as a serialized ExportTraceServiceRequest.
 
-    The root span (if `root_index` ≥ 0) also gets `meta.span_count`.
+    The root span (if `root_index` ≥ 0) also gets `meta.span_count`. With `dry_run`, the trace
+    is exported whatever the decision, marked with it (see TraceAnnotation).
     """
-    annotation = TraceAnnotation(decision, send_reason, len(spans) if root_index >= 0 else None)
+    annotation = TraceAnnotation(
+        decision, send_reason, len(spans) if root_index >= 0 else None, dry_run=dry_run
+    )
     annotated = [
         annotate_span(span, annotation, index == root_index) for index, span in enumerate(spans)
     ]

@@ -221,12 +221,12 @@ class WireSpan:
 class WireTrace:
     """A TraceView over a buffered trace's span bytes."""
 
-    __slots__ = ("_spans", "_trace_id", "origins", "raw_spans", "root_index")
+    __slots__ = ("_spans", "origins", "raw_spans", "raw_trace_id", "root_index")
 
     def __init__(
         self, trace_id: bytes, raw_spans: list[bytes], origins: list[Origin], root_index: int
     ) -> None:
-        self._trace_id = trace_id
+        self.raw_trace_id = trace_id
         self.raw_spans = raw_spans
         self.origins = origins
         self.root_index = root_index
@@ -234,7 +234,7 @@ class WireTrace:
 
     @property
     def trace_id(self) -> str:
-        return self._trace_id.hex()
+        return self.raw_trace_id.hex()
 
     @property
     def spans(self) -> Sequence[WireSpan]:

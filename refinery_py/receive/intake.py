@@ -15,6 +15,7 @@ from refinery_py.model import SpanSink
 from refinery_py.otlp.errors import MalformedPayload
 from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.receive.decode import Encoding, decode_request
+from refinery_py.receive.recorder import Recorder
 from refinery_py.telemetry import Metrics
 from refinery_py.telemetry.throttled_log import ThrottledLog
 
@@ -74,8 +75,10 @@ class Intake:
         origins: OriginInterner,
         metrics: Metrics,
         log: ThrottledLog | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self._sink = sink
+        self._recorder = recorder
         self._origins = origins
         self._metrics = metrics
         self._log = log if log is not None else ThrottledLog(_log)
@@ -97,6 +100,8 @@ class Intake:
                 message = admission.message or "the pipeline is full; retry later"
                 return self.refuse(protocol, Refusal.OVERLOADED, message, admission.retry_after)
             self._spans_received[protocol].inc(len(batch.spans))
+            if self._recorder is not None:
+                self._recorder.record(batch)
         if not batch.rejected:
             return _TAKEN
         self._rejected_spans.inc(batch.rejected)

@@ -140,6 +140,57 @@ class Metrics:
             registry=r,
         )
 
+        # store (its queue and per-span outcomes are in the export_* families, exporter="store")
+        self.store_writes = Counter(
+            "refinery_store_writes",
+            "Kept traces written to the embedded store, by kind (insert: a new trace; append: "
+            "spans merged into a stored trace).",
+            ["kind"],
+            registry=r,
+        )
+        self.store_write_errors = Counter(
+            "refinery_store_write_errors",
+            "Store transactions that failed (a failed batch is retried one trace at a time).",
+            registry=r,
+        )
+        self.store_dropped = Counter(
+            "refinery_store_dropped_traces",
+            "Kept traces the store did not write, by reason (queue_full, shutdown, write_error, "
+            "invalid).",
+            ["reason"],
+            registry=r,
+        )
+        self.store_rows = Gauge("refinery_store_rows", "Traces in the embedded store.", registry=r)
+        self.store_bytes = Gauge(
+            "refinery_store_bytes",
+            "Bytes of the store file holding data (free pages and the WAL not included).",
+            registry=r,
+        )
+        self.store_retention_deletions = Counter(
+            "refinery_store_retention_deletions",
+            "Traces deleted from the store by retention, by reason (age, size).",
+            ["reason"],
+            registry=r,
+        )
+        self.store_batch_seconds = Histogram(
+            "refinery_store_write_batch_seconds",
+            "Time to write one batch of traces to the store (one transaction).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        # recording of incoming traffic
+        self.record_spans = Counter(
+            "refinery_record_spans",
+            "Accepted spans offered to the traffic recorder, by outcome (written, dropped_queue_"
+            "full, dropped_write_error, dropped_shutdown).",
+            ["outcome"],
+            registry=r,
+        )
+        self.record_bytes = Counter(
+            "refinery_record_bytes", "Bytes of OTLP JSON written by the recorder.", registry=r
+        )
+
         # rules
         self.rules_reloads = Counter(
             "refinery_rules_reload",

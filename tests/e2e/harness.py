@@ -131,10 +131,17 @@ _LISTENING = re.compile(
 class RefineryProcess:
     """`refinery-py serve` in a child process, with its log captured."""
 
-    def __init__(self, config: Path, rules: Path | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        rules: Path | None = None,
+        cwd: Path | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         command = [sys.executable, "-m", "refinery_py", "serve", "--config", str(config)]
         if rules is not None:
             command += ["--rules", str(rules)]
+        command += extra_args or []
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             command,

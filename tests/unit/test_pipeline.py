@@ -1,0 +1,202 @@
+"""The pipeline driven synchronously with a fake clock: what reaches exporters, and when."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from refinery_py.assemble import DecisionCache, TraceBuffer
+from refinery_py.config.rules import parse_rules
+from refinery_py.decide.engine import RulesEngine
+from refinery_py.model import Decision, KeptTrace, TraceView
+from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.pipeline import DECIDE_ERROR_REASON, Pipeline
+from refinery_py.telemetry import Metrics
+from tests.otlp_builders import request, span
+
+RULES = """
+RulesVersion: 2
+Samplers:
+  __default__:
+    RulesBasedSampler:
+      Rules:
+        - Name: keep errors
+          SampleRate: 1
+          Conditions:
+            - Field: error
+              Operator: exists
+        - Name: drop the rest
+          Drop: true
+"""
+
+
+class Collecting:
+    def __init__(self) -> None:
+        self.traces: list[KeptTrace] = []
+
+    def offer(self, trace: KeptTrace) -> None:
+        self.traces.append(trace)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self, timeout: float) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(
+    dry_run: bool = False, max_memory: int = 1 << 30, decider: object = None
+) -> tuple[Pipeline, Collecting, Clock, Metrics]:
+    clock, exporter, metrics = Clock(), Collecting(), Metrics()
+    pipeline = Pipeline(
+        buffer=TraceBuffer(
+            send_delay=2.0,
+            trace_timeout=30.0,
+            span_limit=5,
+            decisions=DecisionCache(60.0, 1 << 20),
+        ),
+        decider=decider or RulesEngine(parse_rules(RULES, "r.yaml")),  # type: ignore[arg-type]
+        exporters=[exporter],
+        metrics=metrics,
+        customer_fields=("customer.id",),
+        max_memory=max_memory,
+        clock=clock,
+        dry_run=dry_run,
+    )
+    return pipeline, exporter, clock, metrics
+
+
+INTERNER = OriginInterner()
+
+
+def send(pipeline: Pipeline, *spans: object) -> None:
+    body = request(*spans).SerializeToString()  # type: ignore[arg-type]
+    assert pipeline.accept(split_request(body, INTERNER), "test").accepted
+
+
+def exported_attributes(trace: KeptTrace) -> list[dict[str, object]]:
+    decoded = ExportTraceServiceRequest.FromString(trace.payload)
+    out = []
+    for rs in decoded.resource_spans:
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                attrs = {}
+                for a in s.attributes:
+                    kind = a.value.WhichOneof("value")
+                    attrs[a.key] = getattr(a.value, kind) if kind else None
+                out.append(attrs)
+    return out
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    result = metrics.registry.get_sample_value(name, labels)
+    return result or 0.0
+
+
+def test_traces_are_decided_after_send_delay_and_only_kept_ones_exported() -> None:
+    pipeline, exporter, clock, metrics = make()
+    send(pipeline, span(1, 2, 1, error=True, attrs={"customer.id": "acme"}), span(1, 1))
+    send(pipeline, span(2, 1))
+    pipeline.decide_due()
+    assert exporter.traces == []
+    clock.now += 2.0
+    pipeline.decide_due()
+    (kept,) = exporter.traces
+    assert kept.trace_id == (1).to_bytes(16, "big")
+    assert kept.customer == "acme"
+    assert kept.span_count == 2
+    assert (
+        value(
+            metrics,
+            "refinery_traces_decided_total",
+            decision="dropped",
+            send_reason="trace_send_got_root",
+        )
+        == 1
+    )
+    assert value(metrics, "refinery_spans_waiting") == 0
+
+
+def test_late_spans_follow_the_decision() -> None:
+    pipeline, exporter, clock, metrics = make()
+    send(pipeline, span(1, 1, error=True), span(2, 1))
+    clock.now += 3
+    pipeline.decide_due()
+    send(pipeline, span(1, 5, 1), span(2, 5, 1))
+    assert [t.send_reason.value for t in exporter.traces] == [
+        "trace_send_got_root",
+        "trace_send_late_span",
+    ]
+    assert exported_attributes(exporter.traces[1])[0]["meta.refinery.send_reason"] == (
+        "trace_send_late_span"
+    )
+    assert value(metrics, "refinery_late_spans_total", decision="dropped") == 1
+    assert value(metrics, "refinery_late_spans_total", decision="kept") == 1
+
+
+def test_span_limit_decides_at_once() -> None:
+    pipeline, exporter, _, _ = make()
+    send(pipeline, *[span(1, i, 1, error=True) for i in range(2, 9)])
+    (kept,) = exporter.traces
+    assert kept.send_reason.value == "trace_send_span_limit"
+    assert kept.span_count == 7
+
+
+def test_memory_pressure_decides_the_largest_traces_early() -> None:
+    pipeline, exporter, _, _metrics = make(max_memory=4000)
+    send(pipeline, *[span(1, i, 1, error=True, attrs={"pad": "x" * 900}) for i in range(2, 6)])
+    send(pipeline, span(2, 2, 1, error=True))
+    assert [t.trace_id[-1] for t in exporter.traces] == [1]
+    assert exporter.traces[0].send_reason.value == "trace_send_ejected_memsize"
+    assert pipeline.buffer.memory <= 4000 * 0.9
+
+
+def test_dry_run_exports_everything_marked_with_the_decision() -> None:
+    pipeline, exporter, clock, _ = make(dry_run=True)
+    send(pipeline, span(1, 1, error=True), span(2, 1, attrs={"SampleRate": 3}))
+    clock.now += 3
+    pipeline.decide_due()
+    by_trace = {t.trace_id[-1]: t for t in exporter.traces}
+    assert set(by_trace) == {1, 2}
+    kept_attrs = exported_attributes(by_trace[1])[0]
+    dropped_attrs = exported_attributes(by_trace[2])[0]
+    assert kept_attrs["meta.refinery.dryrun.kept"] is True
+    assert kept_attrs["SampleRate"] == 1
+    assert dropped_attrs["meta.refinery.dryrun.kept"] is False
+    assert dropped_attrs["meta.refinery.dryrun.sample_rate"] == 0
+    assert dropped_attrs["SampleRate"] == 3  # the incoming rate, untouched by the rules
+    assert dropped_attrs["meta.refinery.reason"] == "rules/trace/drop the rest"
+    assert by_trace[2].decision.keep and by_trace[2].decision.rate == 1
+
+
+class Exploding:
+    def decide(self, trace: TraceView, now: float) -> Decision:
+        raise RuntimeError("sampler bug")
+
+
+def test_a_failing_decider_keeps_the_trace() -> None:
+    pipeline, exporter, clock, _ = make(decider=Exploding())
+    send(pipeline, span(1, 1))
+    clock.now += 3
+    pipeline.decide_due()
+    (kept,) = exporter.traces
+    assert kept.decision.reason == DECIDE_ERROR_REASON
+    assert exported_attributes(kept)[0]["meta.refinery.reason"] == DECIDE_ERROR_REASON
+
+
+def test_overload_refuses_with_a_retry_hint() -> None:
+    pipeline, _exporter, _, _ = make()
+    pipeline.lag = 5.0
+    body = request(span(1, 1)).SerializeToString()
+    admission = pipeline.accept(split_request(body, INTERNER), "test")
+    assert not admission.accepted
+    assert admission.retry_after >= 1
+    assert "behind" in admission.message
+    assert pipeline.buffer.span_count == 0
