@@ -36,6 +36,7 @@ from refinery_py.config.rules_spec import DEFAULT_TARGET, RulesBasedSpec, RulesS
 from refinery_py.config.settings import Settings
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.sampler import UnsupportedSampler
+from refinery_py.decide.stats import SamplerStats
 from refinery_py.export import OtlpExporter
 from refinery_py.model import TraceExporter
 from refinery_py.model.addresses import join_host_port, split_host_port
@@ -45,6 +46,7 @@ from refinery_py.receive import GrpcReceiver, HttpReceiver, Intake
 from refinery_py.receive.recorder import Recorder
 from refinery_py.store import StoreExporter, StoreReader
 from refinery_py.telemetry import Metrics
+from refinery_py.telemetry.sampler_metrics import SamplerCollector
 
 log = logging.getLogger("refinery_py")
 
@@ -130,6 +132,8 @@ class Node:
         settings = self.settings
         traces = settings.traces
         self.engine = build_engine(self.rules, previous=None)
+        # Through a method, not the bound stats(): a reload replaces the engine.
+        self.metrics.registry.register(SamplerCollector(self.sampler_stats))
         self.exporters: list[TraceExporter] = []
         if settings.export.otlp is not None:
             otlp = settings.export.otlp
@@ -214,6 +218,9 @@ class Node:
         self.rules_loaded_at = time.time()
         source = Path(self.rules.source) if self.rules.source else None
         self.rules_file = RulesFile(source) if source is not None and source.is_file() else None
+
+    def sampler_stats(self) -> list[SamplerStats]:
+        return self.engine.stats()
 
     def readiness(self) -> tuple[bool, str]:
         return self._state == "serving", self._state
@@ -320,7 +327,7 @@ class Node:
 
 def build_engine(spec: RulesSpec, previous: RulesEngine | None) -> RulesEngine:
     """The rules engine for `spec`, reusing `previous`'s samplers where their config is equal."""
-    return RulesEngine(spec)
+    return RulesEngine(spec, previous=previous)
 
 
 def _rfc3339(timestamp: float) -> str:

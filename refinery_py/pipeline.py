@@ -43,6 +43,19 @@ class Decider(Protocol):
 
     def decide(self, trace: TraceView, now: float) -> Decision: ...
 
+    def count_late(self, decision: Decision, span_count: int, now: float) -> None:
+        """Let the sampler that made `decision` count spans that arrived after it."""
+        ...
+
+    def take_goal_reports(self) -> Sequence[GoalReport]:
+        """Windows that ended with a sampler's goal out of reach, once each."""
+        ...
+
+
+class GoalReport(Protocol):
+    @property
+    def message(self) -> str: ...
+
 
 class Pipeline:
     """Buffer → decide → export, driven by `accept` (receivers) and `run` (the ticker)."""
@@ -94,7 +107,7 @@ class Pipeline:
         now = self.clock()
         arrivals = self.buffer.add(batch, now)
         for trace_id, late in arrivals.late.items():
-            self._forward_late(trace_id, late)
+            self._forward_late(trace_id, late, now)
         for trace in arrivals.over_limit:
             self._decide(trace, now)
         if self.buffer.memory > self.max_memory:
@@ -104,8 +117,10 @@ class Pipeline:
                 self._decide(trace, now)
         return ACCEPTED
 
-    def _forward_late(self, trace_id: bytes, late: LateSpans) -> None:
+    def _forward_late(self, trace_id: bytes, late: LateSpans, now: float) -> None:
         decision = late.decided.decision
+        # Throughput goals count what leaves, late spans included (Refinery #1567).
+        self.decider.count_late(decision, len(late.spans), now)
         if not decision.keep and not self.dry_run:
             self.metrics.late_spans.labels("dropped").inc(len(late.spans))
             return
@@ -168,6 +183,8 @@ class Pipeline:
         for trace in self.buffer.due(now):
             self._decide(trace, now)
         self.decisions.expire(now)
+        for report in self.decider.take_goal_reports():
+            log.warning("%s", report.message)
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:

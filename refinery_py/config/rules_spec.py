@@ -110,7 +110,11 @@ class DynamicSpec:
         required=True,
     )
     max_keys: int = option(
-        "MaxKeys", "Cap on distinct keys tracked per interval; 0 means 500.", default=0, minimum=0
+        "MaxKeys",
+        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
+        "one rate.",
+        default=0,
+        minimum=0,
     )
     use_trace_length: bool = option(
         "UseTraceLength", "Append the trace's span count to the key.", default=False
@@ -140,20 +144,20 @@ class EMADynamicSpec:
     )
     age_out_value: float = option(
         "AgeOutValue",
-        "A key whose moving average falls below this is forgotten.",
+        "A key whose moving average of spans falls below this is forgotten; 0 means Weight.",
         default=0.5,
         minimum=0,
         maximum=1,
     )
     burst_multiple: float = option(
         "BurstMultiple",
-        "Recompute early when an interval's count exceeds this multiple of the average; a "
-        "negative value disables burst detection.",
+        "Recompute early when an interval's span count reaches this multiple of the summed "
+        "averages; a negative value disables burst detection, 0 means 2.",
         default=2.0,
     )
     burst_detection_delay: int = option(
         "BurstDetectionDelay",
-        "Intervals to wait after start-up before burst detection begins.",
+        "Intervals to wait after start-up before burst detection begins; 0 means 3.",
         default=3,
         minimum=0,
     )
@@ -161,7 +165,11 @@ class EMADynamicSpec:
         "FieldList", "Fields whose values form the sampler key.", required=True
     )
     max_keys: int = option(
-        "MaxKeys", "Cap on distinct keys tracked; 0 means 500.", default=0, minimum=0
+        "MaxKeys",
+        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
+        "one rate.",
+        default=0,
+        minimum=0,
     )
     use_trace_length: bool = option(
         "UseTraceLength", "Append the trace's span count to the key.", default=False
@@ -205,28 +213,52 @@ class EMAThroughputSpec:
     )
     age_out_value: float = option(
         "AgeOutValue",
-        "A key whose moving average falls below this is forgotten.",
+        "A key whose moving average of spans falls below this is forgotten; 0 means Weight.",
         default=0.5,
         minimum=0,
         maximum=1,
     )
     burst_multiple: float = option(
         "BurstMultiple",
-        "Recompute early when an interval's count exceeds this multiple of the average; a "
-        "negative value disables burst detection.",
+        "Recompute early when an interval's span count reaches this multiple of the summed "
+        "averages; a negative value disables burst detection, 0 means 2.",
         default=2.0,
     )
     burst_detection_delay: int = option(
         "BurstDetectionDelay",
-        "Intervals to wait after start-up before burst detection begins.",
+        "Intervals to wait after start-up before burst detection begins; 0 means 3.",
         default=3,
+        minimum=0,
+    )
+    per_key_max_share: float = option(
+        "PerKeyMaxShare",
+        "refinery_py only. The largest share (0 < share ≤ 1) of the kept-span budget any one key "
+        "may take, so a noisy customer cannot crowd the others out; key the sampler on the "
+        "customer field to make it per customer. 1 (the default) sets no cap. When the caps "
+        "leave budget that traffic could fill unused, the goal is reported unreachable.",
+        default=1.0,
+        exclusive_minimum=0,
+        maximum=1,
+    )
+    per_key_min_per_sec: float = option(
+        "PerKeyMinPerSec",
+        "refinery_py only. Kept spans per second every active key is allotted at least (all its "
+        "spans if it sends fewer) before the rest of the goal is shared out; per cluster under "
+        "UseClusterSize, like the goal. 0 (the default) sets no floor beyond one trace per key "
+        "per window. When keys × this exceeds the goal, the floors are scaled down to fit and "
+        "the goal is reported unreachable.",
+        default=0.0,
         minimum=0,
     )
     field_list: tuple[str, ...] = option(
         "FieldList", "Fields whose values form the sampler key.", default=()
     )
     max_keys: int = option(
-        "MaxKeys", "Cap on distinct keys tracked; 0 means 500.", default=0, minimum=0
+        "MaxKeys",
+        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
+        "one rate.",
+        default=0,
+        minimum=0,
     )
     use_trace_length: bool = option(
         "UseTraceLength", "Append the trace's span count to the key.", default=False
@@ -246,7 +278,8 @@ class WindowedThroughputSpec:
     )
     lookback_frequency: Seconds = option(
         "LookbackFrequency",
-        "How far back the window looks when computing rates; defaults to 30 × UpdateFrequency.",
+        "How far back the window looks when computing rates; 0 means 30 × UpdateFrequency. "
+        "Rounded down to a whole multiple of UpdateFrequency.",
         default=Seconds(0.0),
         minimum=0,
     )
@@ -261,11 +294,35 @@ class WindowedThroughputSpec:
         "Treat the goal as cluster-wide and divide it by the number of nodes.",
         default=False,
     )
+    per_key_max_share: float = option(
+        "PerKeyMaxShare",
+        "refinery_py only. The largest share (0 < share ≤ 1) of the kept-span budget any one key "
+        "may take, so a noisy customer cannot crowd the others out; key the sampler on the "
+        "customer field to make it per customer. 1 (the default) sets no cap. When the caps "
+        "leave budget that traffic could fill unused, the goal is reported unreachable.",
+        default=1.0,
+        exclusive_minimum=0,
+        maximum=1,
+    )
+    per_key_min_per_sec: float = option(
+        "PerKeyMinPerSec",
+        "refinery_py only. Kept spans per second every active key is allotted at least (all its "
+        "spans if it sends fewer) before the rest of the goal is shared out; per cluster under "
+        "UseClusterSize, like the goal. 0 (the default) sets no floor beyond one trace per key "
+        "per window. When keys × this exceeds the goal, the floors are scaled down to fit and "
+        "the goal is reported unreachable.",
+        default=0.0,
+        minimum=0,
+    )
     field_list: tuple[str, ...] = option(
         "FieldList", "Fields whose values form the sampler key.", default=()
     )
     max_keys: int = option(
-        "MaxKeys", "Cap on distinct keys tracked; 0 means 500.", default=0, minimum=0
+        "MaxKeys",
+        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
+        "one rate.",
+        default=0,
+        minimum=0,
     )
     use_trace_length: bool = option(
         "UseTraceLength", "Append the trace's span count to the key.", default=False
@@ -294,11 +351,35 @@ class TotalThroughputSpec:
         default=Seconds(30.0),
         exclusive_minimum=0,
     )
+    per_key_max_share: float = option(
+        "PerKeyMaxShare",
+        "refinery_py only. The largest share (0 < share ≤ 1) of the kept-span budget any one key "
+        "may take, so a noisy customer cannot crowd the others out; key the sampler on the "
+        "customer field to make it per customer. 1 (the default) sets no cap. When the caps "
+        "leave budget that traffic could fill unused, the goal is reported unreachable.",
+        default=1.0,
+        exclusive_minimum=0,
+        maximum=1,
+    )
+    per_key_min_per_sec: float = option(
+        "PerKeyMinPerSec",
+        "refinery_py only. Kept spans per second every active key is allotted at least (all its "
+        "spans if it sends fewer) before the rest of the goal is shared out; per cluster under "
+        "UseClusterSize, like the goal. 0 (the default) sets no floor beyond one trace per key "
+        "per window. When keys × this exceeds the goal, the floors are scaled down to fit and "
+        "the goal is reported unreachable.",
+        default=0.0,
+        minimum=0,
+    )
     field_list: tuple[str, ...] = option(
         "FieldList", "Fields whose values form the sampler key.", required=True
     )
     max_keys: int = option(
-        "MaxKeys", "Cap on distinct keys tracked; 0 means 500.", default=0, minimum=0
+        "MaxKeys",
+        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
+        "one rate.",
+        default=0,
+        minimum=0,
     )
     use_trace_length: bool = option(
         "UseTraceLength", "Append the trace's span count to the key.", default=False

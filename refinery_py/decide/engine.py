@@ -1,5 +1,8 @@
 """The rules file as a whole: one sampler per target, and which target a trace belongs to.
 
+It is also the pipeline's handle on the adaptive samplers: late spans (`count_late`), the node
+count (`set_cluster_size`), their numbers (`stats`) and their missed goals (`take_goal_reports`).
+
 Refinery picks the target from the API key's environment; refinery_py reads it from the trace
 (design.md): `deployment.environment.name` (or the older `deployment.environment`) when a sampler
 is configured under that name, else `service.name` when one is, else `__default__`.
@@ -7,57 +10,41 @@ is configured under that name, else `service.name` when one is, else `__default_
 
 from __future__ import annotations
 
-from refinery_py.config.rules_spec import (
-    DEFAULT_TARGET,
-    SAMPLER_TYPES,
-    DeterministicSpec,
-    DownstreamSpec,
-    RulesBasedSpec,
-    RulesSpec,
-    SamplerSpec,
-)
-from refinery_py.decide.deterministic import DeterministicSampler
-from refinery_py.decide.rules import RulesBasedSampler
-from refinery_py.decide.sampler import Sampler, UnsupportedSampler
+from refinery_py.config.rules_spec import DEFAULT_TARGET, RulesSpec
+from refinery_py.decide.factory import Placed, SamplerFactory, build_sampler
+from refinery_py.decide.keyed import KeyedSampler
+from refinery_py.decide.sampler import Sampler
+from refinery_py.decide.stats import ClusterAware, GoalStatus, SamplerStats
 from refinery_py.model import Decision, TraceView
+
+__all__ = ["ENVIRONMENT_FIELDS", "SERVICE_FIELD", "RulesEngine", "build_sampler"]
 
 ENVIRONMENT_FIELDS = ("deployment.environment.name", "deployment.environment")
 SERVICE_FIELD = "service.name"
 
-_TYPE_NAMES = {spec_type: name for name, spec_type in SAMPLER_TYPES.items()}
-
-
-def build_sampler(spec: SamplerSpec, target: str = DEFAULT_TARGET) -> Sampler:
-    """The sampler a spec describes; `target` only names it in errors.
-
-    Raises UnsupportedSampler for the sampler types not implemented yet (the dynamic and
-    throughput samplers), including when a rule names one as its downstream `Sampler`.
-    """
-    if isinstance(spec, DeterministicSpec):
-        return DeterministicSampler(spec)
-    if isinstance(spec, RulesBasedSpec):
-
-        def build_downstream(downstream: DownstreamSpec) -> Sampler:
-            return build_sampler(downstream, target)
-
-        return RulesBasedSampler(spec, build_downstream)
-    name = _TYPE_NAMES.get(type(spec), type(spec).__name__)
-    where = f"target {target!r}, line {spec.line}" if spec.line else f"target {target!r}"
-    raise UnsupportedSampler(f"{name} ({where}) is not supported yet")
-
 
 class RulesEngine:
-    """Every target's sampler, built once from a RulesSpec; decides traces by their target."""
+    """Every target's sampler, built once from a RulesSpec; decides traces by their target.
 
-    __slots__ = ("_fields", "_named_targets", "_samplers")
+    `previous` is the engine being replaced on a rules reload: each adaptive sampler whose spec
+    is unchanged at the same place (target, rule) is taken over with what it has learned, and
+    the node count set on it carries over. The previous engine must not be used afterwards (the
+    samplers it shares with this one would count twice).
+    """
 
-    def __init__(self, spec: RulesSpec) -> None:
+    __slots__ = ("_adaptive", "_fields", "_named_targets", "_nodes", "_samplers", "reused")
+
+    def __init__(self, spec: RulesSpec, previous: RulesEngine | None = None) -> None:
         if DEFAULT_TARGET not in spec.samplers:
             raise ValueError(f"rules have no {DEFAULT_TARGET} sampler")
+        factory = SamplerFactory(previous._adaptive if previous is not None else None)
         self._samplers = {
-            target: build_sampler(sampler_spec, target)
+            target: factory.build(sampler_spec, target)
             for target, sampler_spec in spec.samplers.items()
         }
+        self._adaptive: dict[str, Placed] = factory.adaptive
+        self.reused = tuple(factory.reused)
+        """Names of the adaptive samplers taken over from `previous`."""
         self._named_targets = len(self._samplers) > 1
         fields: set[str] = set()
         for sampler in self._samplers.values():
@@ -66,6 +53,8 @@ class RulesEngine:
             fields.update(ENVIRONMENT_FIELDS)
             fields.add(SERVICE_FIELD)
         self._fields = frozenset(fields)
+        self._nodes = 1
+        self.set_cluster_size(previous._nodes if previous is not None else 1)
 
     @property
     def targets(self) -> frozenset[str]:
@@ -102,3 +91,40 @@ class RulesEngine:
     def fields_used(self) -> frozenset[str]:
         """Every span field name the rules read, target selection included (no `root.` prefix)."""
         return self._fields
+
+    # ---- adaptive samplers ------------------------------------------------------------------
+
+    def count_late(self, decision: Decision, span_count: int, now: float) -> None:
+        """Spans of an already decided trace arrived: count them toward the deciding sampler's
+        goal. `decision` is the trace's cached decision. Decisions of fixed-rate rules and of
+        samplers no longer in the rules are ignored; a sampler rebuilt under the same name by a
+        reload counts them as its own."""
+        if not decision.sampler:
+            return
+        placed = self._adaptive.get(decision.sampler)
+        if placed is not None:
+            placed.sampler.count_late(decision.key, span_count, decision.keep, now)
+
+    def set_cluster_size(self, nodes: int) -> None:
+        """How many nodes share the goals of `UseClusterSize` samplers (default 1); takes effect
+        at each sampler's next recomputation."""
+        self._nodes = max(1, nodes)
+        for placed in self._adaptive.values():
+            if isinstance(placed.sampler, ClusterAware):
+                placed.sampler.set_cluster_size(self._nodes)
+
+    def adaptive_sampler(self, name: str) -> KeyedSampler | None:
+        """The adaptive sampler with this name (as in `Decision.sampler`), if there is one."""
+        placed = self._adaptive.get(name)
+        return None if placed is None else placed.sampler
+
+    def stats(self) -> list[SamplerStats]:
+        """One entry per adaptive sampler, in rules-file order."""
+        return [placed.sampler.stats() for placed in self._adaptive.values()]
+
+    def take_goal_reports(self) -> list[GoalStatus]:
+        """The unreachable-goal statuses of windows ended since the last call: log each once."""
+        reports: list[GoalStatus] = []
+        for placed in self._adaptive.values():
+            reports.extend(placed.sampler.take_goal_reports())
+        return reports

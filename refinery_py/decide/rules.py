@@ -1,7 +1,8 @@
 """Refinery's RulesBasedSampler: ordered rules, the first whose conditions all match decides.
 
 A matched rule hands the trace to its downstream sampler if it has one (reason
-`rules/<scope>/<Name>:<downstream reason>`), else drops it if it says Drop, else keeps one trace in
+`rules/<scope>/<Name>:<downstream reason>`, with the downstream's key and sampler name), else
+drops it if it says Drop, else keeps one trace in
 SampleRate (reason `rules/<scope>/<Name>`). Unlike Refinery, which draws a random number, the
 SampleRate choice is a hash of the trace ID, so every node and every replay agrees. A trace no
 rule matches is kept at rate 1 with reason `no rule matched`.
@@ -10,6 +11,9 @@ Everything that can be is worked out at construction: compiled conditions, the r
 its possible decisions, the hash bound for its rate. Deciding a trace reads only the fields the
 rules need, stops at the first span that settles a condition, and returns a prebuilt Decision on
 the fixed-rate and drop paths.
+
+Each rule has a label for naming its downstream sampler: its `Name`, or `<Name>#<index>` when the
+name is empty or shared by another rule, so every downstream sampler has a distinct place.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ class _Rule:
         self,
         spec: RuleSpec,
         check_nested_fields: bool,
-        build_downstream: Callable[[DownstreamSpec], Sampler],
+        build_downstream: Callable[[DownstreamSpec, str], Sampler],
+        label: str,
     ) -> None:
         scope = spec.scope or "trace"
         # Refinery matches every trace with a rule of unknown scope and says so in the reason.
@@ -70,7 +75,9 @@ class _Rule:
         self._never = self._span_scope and bool(self._root_wanted) and not self._always
         self.reads = frozenset().union(*(c.reads for c in self._conditions))
 
-        self._downstream = build_downstream(spec.sampler) if spec.sampler is not None else None
+        self._downstream = (
+            build_downstream(spec.sampler, label) if spec.sampler is not None else None
+        )
         self._prefix = reason + ":"
         self._drop = spec.drop
         # A Drop reports rate 0: the trace is not sampled at any rate. (Refinery reports the
@@ -144,7 +151,9 @@ class _Rule:
         # Refinery's order: a downstream sampler wins over Drop, and Drop over SampleRate.
         if self._downstream is not None:
             inner = self._downstream.decide(trace, now)
-            return Decision(inner.keep, inner.rate, self._prefix + inner.reason, inner.key)
+            return Decision(
+                inner.keep, inner.rate, self._prefix + inner.reason, inner.key, inner.sampler
+            )
         if self._drop:
             return self._dropped
         bound = self._bound
@@ -156,17 +165,19 @@ class _Rule:
 class RulesBasedSampler:
     """Refinery's RulesBasedSampler over a RulesBasedSpec.
 
-    `build_downstream` makes the sampler for a rule's `Sampler:` section; it runs once per such
-    rule, here, and may raise (an unsupported sampler type fails the load, not a trace).
+    `build_downstream(spec, label)` makes the sampler for a rule's `Sampler:` section, given the
+    rule's label; it runs once per such rule, here, and may raise (a sampler that cannot be built
+    fails the load, not a trace).
     """
 
     __slots__ = ("_fields", "_rules")
 
     def __init__(
-        self, spec: RulesBasedSpec, build_downstream: Callable[[DownstreamSpec], Sampler]
+        self, spec: RulesBasedSpec, build_downstream: Callable[[DownstreamSpec, str], Sampler]
     ) -> None:
         self._rules = tuple(
-            _Rule(rule, spec.check_nested_fields, build_downstream) for rule in spec.rules
+            _Rule(rule, spec.check_nested_fields, build_downstream, label)
+            for rule, label in zip(spec.rules, rule_labels(spec), strict=True)
         )
         self._fields = frozenset().union(*(rule.reads for rule in self._rules))
 
@@ -180,3 +191,12 @@ class RulesBasedSampler:
 
     def fields_used(self) -> frozenset[str]:
         return self._fields
+
+
+def rule_labels(spec: RulesBasedSpec) -> list[str]:
+    """Each rule's label: its Name, or `<Name>#<index>` when the name is empty or not unique."""
+    names = [rule.name for rule in spec.rules]
+    return [
+        name if name and names.count(name) == 1 else f"{name}#{index}"
+        for index, name in enumerate(names)
+    ]

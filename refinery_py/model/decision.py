@@ -23,13 +23,16 @@ class Decision:
 
     `rate` is the sample rate the decision applied (also when the trace is dropped), `reason`
     names the rule or sampler (`rules/trace/keep errors`, `deterministic/chance`), and `key` is the
-    dynamic sampler's key, empty when the sampler has none.
+    dynamic sampler's key, empty when the sampler has none. `sampler` names the adaptive sampler
+    that decided (`<target>:<type>` or `<target>/<rule>:<type>`), empty for fixed-rate decisions;
+    with `key` it lets spans that arrive after the decision be counted by that sampler.
     """
 
     keep: bool
     rate: int
     reason: str
     key: str = ""
+    sampler: str = ""
 
 
 @dataclass(frozen=True, slots=True)

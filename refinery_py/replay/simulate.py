@@ -105,7 +105,9 @@ class _Replay:
             result.spans += batch.span_count
             result.rejected_spans += batch.rejected
             arrivals = buffer.add(batch, now)
-            result.late_spans += sum(len(late.spans) for late in arrivals.late.values())
+            for late in arrivals.late.values():
+                result.late_spans += len(late.spans)
+                self.engine.count_late(late.decided.decision, len(late.spans), now)
             for trace in arrivals.over_limit:
                 self.decide(trace, now)
         for trace in buffer.due(float("inf")):

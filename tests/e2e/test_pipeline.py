@@ -78,7 +78,7 @@ def test_default_rules_keep_errors_and_flagged_drop_health_sample_the_rest(
                 expected_reason = {
                     "error": "rules/trace/keep errors",
                     "flagged": "rules/trace/keep flagged transactions",
-                    "plain": "rules/trace/sample the rest",
+                    "plain": "rules/trace/sample the rest:emadynamic",
                 }[kind]
                 roots = [s for s in spans if not s.span.parent_span_id]
                 assert len(roots) == 1

@@ -180,6 +180,12 @@ class Exploding:
     def decide(self, trace: TraceView, now: float) -> Decision:
         raise RuntimeError("sampler bug")
 
+    def count_late(self, decision: Decision, span_count: int, now: float) -> None:
+        return None
+
+    def take_goal_reports(self) -> list[object]:
+        return []
+
 
 def test_a_failing_decider_keeps_the_trace() -> None:
     pipeline, exporter, clock, _ = make(decider=Exploding())

@@ -1,6 +1,8 @@
-"""The engine: a sampler per target, which target a trace belongs to, unsupported samplers."""
+"""The engine: a sampler per target, which target a trace belongs to, naming the adaptive ones."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 
@@ -19,9 +21,15 @@ from refinery_py.config.rules_spec import (
 )
 from refinery_py.decide import (
     DeterministicSampler,
+    DynamicSampler,
+    EMADynamicSampler,
+    EMAThroughputSampler,
+    KeyedSampler,
     RulesBasedSampler,
     RulesEngine,
+    TotalThroughputSampler,
     UnsupportedSampler,
+    WindowedThroughputSampler,
     build_sampler,
 )
 from refinery_py.model import Decision
@@ -105,36 +113,41 @@ def test_build_sampler() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "name"),
+    ("spec", "kind"),
     [
-        (DynamicSpec(sample_rate=2, field_list=("a",), line=7), "DynamicSampler"),
-        (EMADynamicSpec(field_list=("a",), line=42), "EMADynamicSampler"),
-        (EMAThroughputSpec(line=3), "EMAThroughputSampler"),
-        (WindowedThroughputSpec(line=4), "WindowedThroughputSampler"),
-        (TotalThroughputSpec(field_list=("a",), line=5), "TotalThroughputSampler"),
+        (DynamicSpec(sample_rate=2, field_list=("a",), line=7), DynamicSampler),
+        (EMADynamicSpec(field_list=("a",), line=42), EMADynamicSampler),
+        (EMAThroughputSpec(line=3), EMAThroughputSampler),
+        (WindowedThroughputSpec(line=4), WindowedThroughputSampler),
+        (TotalThroughputSpec(field_list=("a",), line=5), TotalThroughputSampler),
     ],
 )
-def test_unsupported_samplers_fail_at_load(spec: SamplerSpec, name: str) -> None:
-    message = f"{name} (target 'env2', line {spec.line}) is not supported yet"
-    with pytest.raises(UnsupportedSampler) as raised:
-        engine(__default__=KEEP_ALL, env2=spec)
-    assert str(raised.value) == message
+def test_every_sampler_type_is_built(spec: SamplerSpec, kind: type[KeyedSampler]) -> None:
+    built = engine(__default__=KEEP_ALL, env2=spec)
+    sampler = built.sampler_for("env2")
+    assert isinstance(sampler, kind)
+    assert sampler.name == f"env2:{kind.kind}"
+    assert [stats.sampler for stats in built.stats()] == [f"env2:{kind.kind}"]
+    assert isinstance(build_sampler(spec, "x"), kind)
 
 
-def test_unsupported_downstream_sampler_fails_at_load() -> None:
+def test_downstream_samplers_are_named_after_their_rule() -> None:
     rules = RulesBasedSpec(
         rules=(
             rule("keep errors", cond("error", "=", True)),
             rule("dynamic", sampler=EMADynamicSpec(field_list=("http.route",), line=97)),
+            rule("", sampler=TotalThroughputSpec(field_list=("a",))),
         )
     )
-    with pytest.raises(UnsupportedSampler, match=r"^EMADynamicSampler \(target 'env4', line 97\)"):
-        engine(__default__=KEEP_ALL, env4=rules)
-
-
-def test_unsupported_message_without_line() -> None:
-    with pytest.raises(UnsupportedSampler, match=r"^DynamicSampler \(target '__default__'\) is"):
-        build_sampler(DynamicSpec(sample_rate=2, field_list=("a",)))
+    built = engine(__default__=KEEP_ALL, env4=rules)
+    assert [stats.sampler for stats in built.stats()] == [
+        "env4/dynamic:EMADynamicSampler",
+        "env4/#2:TotalThroughputSampler",
+    ]
+    decision = built.decide(FakeTrace([{"service.name": "env4", "http.route": "/a"}]), now=0.0)
+    assert decision.sampler == "env4/dynamic:EMADynamicSampler"
+    assert decision.key == "/a•,"
+    assert decision.reason == "rules/trace/dynamic:emadynamic"
 
 
 def test_default_target_is_required() -> None:
@@ -174,3 +187,12 @@ def test_decide_routes_to_the_targets_sampler() -> None:
     assert both.decide(FakeTrace(health), now=0.0) == Decision(False, 0, "rules/trace/drop health")
     other = [{"service.name": "web", "http.route": "/health"}]
     assert both.decide(FakeTrace(other), now=0.0) == Decision(True, 1, "deterministic/always")
+
+
+def test_a_spec_without_a_sampler_fails_at_load() -> None:
+    @dataclass(frozen=True)
+    class NewSpec:
+        line: int = 3
+
+    with pytest.raises(UnsupportedSampler, match=r"^NewSpec \(target 'env', line 3\) is not"):
+        build_sampler(NewSpec(), "env")  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from refinery_py.config.rules_spec import (
     EMADynamicSpec,
     RuleSpec,
 )
-from refinery_py.decide import UnsupportedSampler, keep_for_rate
+from refinery_py.decide import keep_for_rate
 from refinery_py.model import FieldValue
 
 from .fakes import TRACE_ID, FakeTrace, cond, rules_sampler
@@ -138,13 +138,20 @@ def test_rules_with_deterministic_sampler() -> None:
 
 
 @pytest.mark.parametrize(
-    "downstream",
+    ("downstream", "word"),
     [
-        DynamicSpec(sample_rate=10, field_list=("http.status_code",)),
-        EMADynamicSpec(goal_sample_rate=10, field_list=("http.status_code",)),
+        (DynamicSpec(sample_rate=10, field_list=("http.status_code",)), "dynamic"),
+        (EMADynamicSpec(goal_sample_rate=10, field_list=("http.status_code",)), "emadynamic"),
     ],
 )
-def test_rules_with_dynamic_samplers_are_not_supported_yet(downstream: object) -> None:
-    rule = r("downstream-dynamic", cond("rule_test", "=", 1), sampler=downstream)
-    with pytest.raises(UnsupportedSampler, match="is not supported yet"):
-        rules_sampler(rule)
+def test_rules_with_dynamic_samplers(downstream: DynamicSpec | EMADynamicSpec, word: str) -> None:
+    # TestRulesWithDynamicSampler / TestRulesWithEMADynamicSampler: the first trace gets the goal
+    # rate (nothing learned yet), keyed on the distinct status codes.
+    sampler = rules_sampler(r("downstream-dynamic", cond("rule_test", "=", 1), sampler=downstream))
+    spans: list[Span] = [{"rule_test": 1, "http.status_code": "200"}] * 2
+    decision = sampler.decide(FakeTrace(spans, root=None), now=0.0)
+    assert decision.rate == 10
+    assert decision.reason == f"rules/trace/downstream-dynamic:{word}"
+    assert decision.key == "200•,"
+    assert decision.keep is keep_for_rate(TRACE_ID, 10)
+    assert sampler.fields_used() == {"http.status_code", "rule_test"}

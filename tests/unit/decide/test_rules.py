@@ -12,11 +12,12 @@ from refinery_py.config.rules_spec import (
     EMADynamicSpec,
     RulesBasedSpec,
 )
-from refinery_py.decide import RulesBasedSampler, Sampler, UnsupportedSampler, keep_for_rate
+from refinery_py.decide import RulesBasedSampler, Sampler, keep_for_rate
 from refinery_py.decide.deterministic import DeterministicSampler
+from refinery_py.decide.rules import rule_labels
 from refinery_py.model import Decision, FieldValue
 
-from .fakes import FakeSpan, FakeTrace, cond, rule, rules_sampler
+from .fakes import TRACE_ID, FakeSpan, FakeTrace, cond, rule, rules_sampler
 
 SCOPES = ("trace", "span")
 
@@ -243,10 +244,10 @@ def test_downstream_sampler_wins_over_drop() -> None:
 
 
 def test_downstream_is_built_once_at_construction() -> None:
-    built: list[DownstreamSpec] = []
+    built: list[tuple[DownstreamSpec, str]] = []
 
-    def build(spec: DownstreamSpec) -> Sampler:
-        built.append(spec)
+    def build(spec: DownstreamSpec, label: str) -> Sampler:
+        built.append((spec, label))
         return _built(spec)
 
     downstream = DeterministicSpec(sample_rate=3)
@@ -254,15 +255,26 @@ def test_downstream_is_built_once_at_construction() -> None:
     sampler = RulesBasedSampler(spec, build)
     for i in range(5):
         sampler.decide(FakeTrace([{}], trace_id=f"{i:032x}"), now=0.0)
-    assert built == [downstream]
+    assert built == [(downstream, "a")]
 
 
-def test_unsupported_downstream_fails_construction() -> None:
-    spec = RulesBasedSpec(rules=(rule("dyn", sampler=EMADynamicSpec(field_list=("a",), line=12)),))
-    with pytest.raises(
-        UnsupportedSampler, match=r"EMADynamicSampler \(target '__default__', line 12\)"
-    ):
-        rules_sampler(*spec.rules)
+def test_rule_labels_are_unique() -> None:
+    spec = RulesBasedSpec(
+        rules=(rule("keep"), rule(""), rule("dup"), rule("dup"), rule("other"), rule(""))
+    )
+    assert rule_labels(spec) == ["keep", "#1", "dup#2", "dup#3", "other", "#5"]
+
+
+def test_downstream_dynamic_sampler_passes_its_key_and_name_on() -> None:
+    sampler = rules_sampler(rule("dyn", sampler=EMADynamicSpec(field_list=("a",), line=12)))
+    decision = sampler.decide(FakeTrace([{"a": "x"}, {"a": 7}]), now=0.0)
+    assert decision == Decision(
+        keep_for_rate(TRACE_ID, 10),
+        10,
+        "rules/trace/dyn:emadynamic",
+        key="7•x•,",
+        sampler="__default__/dyn:EMADynamicSampler",
+    )
 
 
 def test_fields_used_lists_condition_fields() -> None:

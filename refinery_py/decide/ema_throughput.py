@@ -1,0 +1,77 @@
+"""Refinery's EMAThroughputSampler: rates that keep about `GoalThroughputPerSec` spans per second.
+
+The demand is each key's exponential moving average of spans and traces per
+`AdjustmentInterval` (see `ema`, which also covers burst detection); the budget is the goal ×
+the interval, shared out by log-scaled allotment (see `allotment`) with the fairness options of
+`throughput`. Until the first interval ends every trace gets `InitialSampleRate`.
+
+The goal counts spans that leave the node, so spans that arrive after their trace was decided
+(`count_late`) count in the interval they arrive in: kept ones use the budget, and all of them
+feed the averages (Refinery counts only the spans present at decision time, so traces that keep
+growing after the decision overshoot its goal, Refinery issue #1567).
+"""
+
+from __future__ import annotations
+
+from refinery_py.config.rules_spec import EMAThroughputSpec
+from refinery_py.decide.allotment import Allotment
+from refinery_py.decide.ema import BurstDetector, MovingAverages
+from refinery_py.decide.keyed import KeyedSampler
+from refinery_py.decide.throughput import ThroughputGoal, ThroughputOptions
+from refinery_py.decide.trace_key import TraceKey
+
+
+class EMAThroughputSampler(KeyedSampler):
+    """EMAThroughputSampler over an EMAThroughputSpec; `name` identifies it."""
+
+    kind = "EMAThroughputSampler"
+    reason = "emathroughput"
+
+    __slots__ = ("_averages", "_bursts_detector", "_goal")
+
+    def __init__(self, spec: EMAThroughputSpec, name: str) -> None:
+        super().__init__(
+            name=name,
+            key=TraceKey(spec.field_list, spec.use_trace_length),
+            interval=spec.adjustment_interval,
+            max_keys=spec.max_keys,
+            initial_rate=spec.initial_sample_rate,
+        )
+        self._goal = ThroughputGoal(ThroughputOptions.of(spec))
+        self._averages = MovingAverages(spec.weight, spec.age_out_value)
+        self._bursts_detector = BurstDetector(spec.burst_multiple, spec.burst_detection_delay)
+
+    def set_cluster_size(self, nodes: int) -> None:
+        """Nodes sharing the goal; takes effect at the next recomputation."""
+        self._goal.set_cluster_size(nodes)
+
+    def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
+        averages = self._averages
+        if regular:
+            self._bursts_detector.intervals += 1
+        if counts:
+            averages.update(counts, self._interval / elapsed)
+            interval = self._interval
+            goal = self._goal
+            self._plan(
+                averages.demands(),
+                goal.budget(interval),
+                log_weights=True,
+                period=interval,
+                min_per_key=goal.min_per_key(interval),
+                max_share=goal.max_share,
+            )
+        self._burst_at = self._bursts_detector.threshold(averages)
+
+    def _skip(self, windows: int) -> None:
+        self._bursts_detector.intervals += windows
+        self._burst_at = self._bursts_detector.threshold(self._averages)
+
+    def _target(self, spans: int, elapsed: float) -> float:
+        return self._goal.budget(elapsed)
+
+    def _goal_text(self) -> str:
+        return self._goal.text()
+
+    def _achievable(self, kept_spans: float, allotment: Allotment) -> str:
+        return self._goal.achievable(kept_spans, self._interval)

@@ -1,0 +1,95 @@
+"""The goal of the three throughput samplers: kept spans per second, and per-key fairness.
+
+`GoalThroughputPerSec` counts spans, as in Refinery: a trace of 30 spans uses 30 of it. With
+`UseClusterSize` the goal is for the whole cluster and each node aims for goal / nodes (at least
+1 span/s, as in Refinery); the engine tells samplers the node count.
+
+Fairness (refinery_py's, for the noisy-neighbour problem of a multi-tenant service; key the
+sampler on the customer field to make it per customer):
+
+- `PerKeyMaxShare` (0 < s ≤ 1): no key's allotment exceeds s × the budget, so one customer
+  flooding the node cannot take over the kept traces. When the caps leave budget that traffic
+  could fill unused (say 3 busy keys at 0.2 each), the goal is reported unreachable.
+- `PerKeyMinPerSec` (spans/s, ≥ 0): every active key is allotted at least this much (or all its
+  traffic if it sends less) before the rest is shared out, so a small customer keeps a steady
+  trickle however busy the others are. Like the goal it is per cluster under `UseClusterSize`.
+  When keys × minimum exceeds the goal, each key keeps one trace and the minimums are scaled
+  down to fit; the goal is reported unreachable with the numbers.
+
+Both act on the allotment (see `allotment`), so they hold per window in expectation, the same
+way the goal itself does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refinery_py.config.rules_spec import (
+    EMAThroughputSpec,
+    TotalThroughputSpec,
+    WindowedThroughputSpec,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputOptions:
+    """The throughput options every throughput spec has."""
+
+    goal_throughput_per_sec: int
+    use_cluster_size: bool
+    per_key_min_per_sec: float
+    per_key_max_share: float
+
+    @classmethod
+    def of(
+        cls, spec: EMAThroughputSpec | WindowedThroughputSpec | TotalThroughputSpec
+    ) -> ThroughputOptions:
+        return cls(
+            spec.goal_throughput_per_sec,
+            spec.use_cluster_size,
+            spec.per_key_min_per_sec,
+            spec.per_key_max_share,
+        )
+
+
+class ThroughputGoal:
+    """A throughput goal, adjusted for the cluster size."""
+
+    __slots__ = ("_nodes", "_options")
+
+    def __init__(self, options: ThroughputOptions) -> None:
+        self._options = options
+        self._nodes = 1
+
+    def set_cluster_size(self, nodes: int) -> None:
+        self._nodes = max(1, nodes)
+
+    @property
+    def _divisor(self) -> int:
+        return self._nodes if self._options.use_cluster_size else 1
+
+    @property
+    def per_second(self) -> float:
+        """Kept spans per second this node aims for."""
+        return max(1.0, self._options.goal_throughput_per_sec / self._divisor)
+
+    def budget(self, seconds: float) -> float:
+        """Kept spans allowed over `seconds`."""
+        return self.per_second * seconds
+
+    def min_per_key(self, seconds: float) -> float:
+        """The PerKeyMinPerSec floor over `seconds`, for this node."""
+        return self._options.per_key_min_per_sec / self._divisor * seconds
+
+    @property
+    def max_share(self) -> float:
+        return self._options.per_key_max_share
+
+    def text(self) -> str:
+        goal = self._options.goal_throughput_per_sec
+        if self._divisor == 1:
+            return f"GoalThroughputPerSec {goal}"
+        return f"GoalThroughputPerSec {goal} ({self.per_second:g} per node of {self._nodes})"
+
+    def achievable(self, kept_spans: float, seconds: float) -> str:
+        return f"{kept_spans / seconds:.1f} spans/s"

@@ -1,0 +1,67 @@
+"""Refinery's TotalThroughputSampler: a fixed span budget per `ClearFrequency`, split evenly.
+
+Each window counts spans and traces per key; when it ends, those counts are the next window's
+demand and the budget is `GoalThroughputPerSec` × `ClearFrequency` spans, split evenly among
+keys (see `allotment`): every key one trace first, then equal shares, keys that need less than
+their share handing the rest to the others. Refinery splits the budget evenly with no hand-on,
+so with a few heavy keys and many light ones it keeps far less than its goal. Until the first
+window ends every trace is kept (rate 1), as in Refinery. The fairness options are in
+`throughput`.
+
+Spans that arrive after their trace was decided (`count_late`) count in the window they arrive
+in, so the goal is met on the spans that actually leave the node (Refinery issue #1567).
+"""
+
+from __future__ import annotations
+
+from refinery_py.config.rules_spec import TotalThroughputSpec
+from refinery_py.decide.allotment import Allotment, Demand
+from refinery_py.decide.keyed import KeyedSampler
+from refinery_py.decide.throughput import ThroughputGoal, ThroughputOptions
+from refinery_py.decide.trace_key import TraceKey
+
+
+class TotalThroughputSampler(KeyedSampler):
+    """TotalThroughputSampler over a TotalThroughputSpec; `name` identifies it."""
+
+    kind = "TotalThroughputSampler"
+    reason = "totalthroughput"
+
+    __slots__ = ("_goal",)
+
+    def __init__(self, spec: TotalThroughputSpec, name: str) -> None:
+        super().__init__(
+            name=name,
+            key=TraceKey(spec.field_list, spec.use_trace_length),
+            interval=spec.clear_frequency,
+            max_keys=spec.max_keys,
+            initial_rate=1,
+        )
+        self._goal = ThroughputGoal(ThroughputOptions.of(spec))
+
+    def set_cluster_size(self, nodes: int) -> None:
+        """Nodes sharing the goal; takes effect at the next recomputation."""
+        self._goal.set_cluster_size(nodes)
+
+    def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
+        if not counts:
+            return
+        interval = self._interval
+        goal = self._goal
+        self._plan(
+            {key: Demand(spans, traces) for key, (spans, traces) in counts.items()},
+            goal.budget(interval),
+            log_weights=False,
+            period=interval,
+            min_per_key=goal.min_per_key(interval),
+            max_share=goal.max_share,
+        )
+
+    def _target(self, spans: int, elapsed: float) -> float:
+        return self._goal.budget(elapsed)
+
+    def _goal_text(self) -> str:
+        return self._goal.text()
+
+    def _achievable(self, kept_spans: float, allotment: Allotment) -> str:
+        return self._goal.achievable(kept_spans, self._interval)

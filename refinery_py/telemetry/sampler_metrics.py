@@ -1,0 +1,98 @@
+"""Per-sampler metrics, read from the rules engine at scrape time.
+
+A custom collector rather than long-lived metric objects: the set of samplers changes when the
+rules are reloaded, and reading the engine's own counters at scrape time means a removed sampler's
+series simply disappear and nothing is updated on the decision path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class KeyRateView(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def rate(self) -> int: ...
+
+
+class GoalView(Protocol):
+    @property
+    def reachable(self) -> bool: ...
+
+
+class SamplerStatsView(Protocol):
+    """What the collector reads of `decide.stats.SamplerStats`."""
+
+    @property
+    def sampler(self) -> str: ...
+    @property
+    def kept_traces(self) -> int: ...
+    @property
+    def dropped_traces(self) -> int: ...
+    @property
+    def kept_spans(self) -> int: ...
+    @property
+    def seen_spans(self) -> int: ...
+    @property
+    def late_spans(self) -> int: ...
+    @property
+    def keys(self) -> int: ...
+    @property
+    def top_keys(self) -> Sequence[KeyRateView]: ...
+    @property
+    def goal(self) -> GoalView: ...
+
+
+class SamplerCollector(Collector):
+    """Publishes every adaptive sampler's counts, key cardinality, top keys' rates and goal."""
+
+    def __init__(self, stats: Callable[[], Sequence[SamplerStatsView]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        traces = CounterMetricFamily(
+            "refinery_sampler_traces",
+            "Traces an adaptive sampler decided, by sampler and decision (since it was built).",
+            labels=["sampler", "decision"],
+        )
+        spans = CounterMetricFamily(
+            "refinery_sampler_spans",
+            "Spans an adaptive sampler counted: seen, kept, and late (arrived after the decision).",
+            labels=["sampler", "kind"],
+        )
+        keys = GaugeMetricFamily(
+            "refinery_sampler_keys",
+            "Distinct keys an adaptive sampler tracks (its key cardinality).",
+            labels=["sampler"],
+        )
+        rates = GaugeMetricFamily(
+            "refinery_sampler_key_sample_rate",
+            "Current sample rate of a sampler's heaviest keys (at most 20 per sampler).",
+            labels=["sampler", "key"],
+        )
+        unreachable = GaugeMetricFamily(
+            "refinery_sampler_goal_unreachable",
+            "1 when the sampler's last window could not meet its goal (see the log), else 0.",
+            labels=["sampler"],
+        )
+        for stats in self._stats():
+            name = stats.sampler
+            traces.add_metric([name, "kept"], stats.kept_traces)
+            traces.add_metric([name, "dropped"], stats.dropped_traces)
+            spans.add_metric([name, "seen"], stats.seen_spans)
+            spans.add_metric([name, "kept"], stats.kept_spans)
+            spans.add_metric([name, "late"], stats.late_spans)
+            keys.add_metric([name], stats.keys)
+            for key_rate in stats.top_keys:
+                rates.add_metric([name, key_rate.key], key_rate.rate)
+            unreachable.add_metric([name], 0 if stats.goal.reachable else 1)
+        yield from (traces, spans, keys, rates, unreachable)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())

@@ -1,0 +1,48 @@
+"""Sampler metrics come from the engine at scrape time and follow reloads."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from refinery_py.config.rules import parse_rules
+from refinery_py.decide.engine import RulesEngine
+from refinery_py.telemetry.sampler_metrics import SamplerCollector
+from tests.unit.decide.fakes import FakeTrace
+
+EMA = """
+RulesVersion: 2
+Samplers:
+  __default__:
+    EMADynamicSampler:
+      GoalSampleRate: 2
+      FieldList: [customer.id]
+"""
+
+
+def test_sampler_series_track_the_current_engine() -> None:
+    engines = [RulesEngine(parse_rules(EMA, "r.yaml"))]
+    registry = CollectorRegistry()
+    registry.register(SamplerCollector(lambda: engines[-1].stats()))  # noqa: PLW0108 - late binding
+    for n in range(200):
+        trace = FakeTrace([{"customer.id": f"c{n % 3}"}], trace_id=f"{n + 1:032x}")
+        engines[-1].decide(trace, now=1000.0 + n)
+    name = "__default__:EMADynamicSampler"
+    kept = registry.get_sample_value(
+        "refinery_sampler_traces_total", {"sampler": name, "decision": "kept"}
+    )
+    dropped = registry.get_sample_value(
+        "refinery_sampler_traces_total", {"sampler": name, "decision": "dropped"}
+    )
+    assert kept is not None and dropped is not None
+    assert kept + dropped == 200
+    assert registry.get_sample_value("refinery_sampler_keys", {"sampler": name}) == 3
+    assert registry.get_sample_value("refinery_sampler_goal_unreachable", {"sampler": name}) == 0
+    engines.append(
+        RulesEngine(
+            parse_rules(
+                EMA.replace("EMADynamic", "Dynamic").replace("GoalSampleRate", "SampleRate"),
+                "r.yaml",
+            )
+        )
+    )
+    assert registry.get_sample_value("refinery_sampler_keys", {"sampler": name}) is None
