@@ -16,7 +16,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from refinery_py.model import FieldValue, Origin
 from refinery_py.otlp.values import attributes_to_fields, decode_any_value
-from refinery_py.otlp.wire import LEN, encode_varint, read_varint, skip_field
+from refinery_py.otlp.wire import FIXED64, LEN, VARINT, encode_varint, read_varint, skip_field
 
 _KIND_NAMES = {
     Span.SPAN_KIND_UNSPECIFIED: "unspecified",
@@ -63,66 +63,88 @@ def _signature(key: str) -> bytes:
     return signature
 
 
-def attribute_index(raw: bytes) -> dict[int, int]:
-    """Where each top-level attribute's KeyValue starts in a span → where it ends.
+class AttributeIndex:
+    """Where a span's top-level attributes start and end, learned by walking its fields lazily.
 
-    One walk over the span's top-level fields (attributes are skipped by their lengths, never
-    decoded). It is what makes a substring hit trustworthy: the same bytes can occur inside a
-    string value (a URL path is attacker-controlled), inside an event's or a link's attributes,
-    or inside another attribute's value; only a hit at a KeyValue boundary listed here is real.
+    The walk is what makes a substring hit trustworthy: an attribute's encoded key can also occur
+    inside a string value (a URL path is attacker-controlled), inside an event's or a link's
+    attributes, or inside another attribute's value; only a hit at the start of a top-level
+    KeyValue is real. Fields are skipped by their lengths, never decoded, and only as far as the
+    furthest hit asked about: instrumentations put the attributes rules care about (route,
+    customer) early, so most lookups walk a fraction of the span.
     """
-    index: dict[int, int] = {}
-    pos = 0
-    end = len(raw)
-    while pos < end:
-        tag = raw[pos]
-        if tag >= 0x80:  # field numbers ≥ 16 (flags, future fields): general path
-            key, pos = read_varint(raw, pos)
-            pos = skip_field(raw, pos, key & 7, end)
-            continue
-        wire_type = tag & 7
-        if wire_type == LEN:
-            length = raw[pos + 1]
-            if length < 0x80:
-                start = pos + 2
+
+    __slots__ = ("_starts", "_walked", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._starts: dict[int, int] = {}
+        """KeyValue start offset → end offset, for the attributes walked past so far."""
+        self._walked = 0
+
+    def key_value_end(self, offset: int) -> int | None:
+        """The end of the top-level KeyValue starting at `offset`, or None if none starts there."""
+        if offset >= self._walked:
+            self._walk_past(offset)
+        return self._starts.get(offset)
+
+    def _walk_past(self, offset: int) -> None:
+        raw = self.raw
+        starts = self._starts
+        pos = self._walked
+        end = len(raw)
+        while pos <= offset and pos < end:
+            tag = raw[pos]
+            if tag >= 0x80:  # field numbers ≥ 16 (flags, future fields): general path
+                key, pos = read_varint(raw, pos)
+                pos = skip_field(raw, pos, key & 7, end)
+                continue
+            wire_type = tag & 7
+            if wire_type == LEN:
+                length = raw[pos + 1]
+                if length < 0x80:
+                    start = pos + 2
+                else:
+                    length, start = read_varint(raw, pos + 1)
+                pos = start + length
+                if tag == _ATTRIBUTE_TAG:
+                    starts[start] = pos
+            elif wire_type == FIXED64:  # start and end times
+                pos += 9
+            elif wire_type == VARINT and raw[pos + 1] < 0x80:  # kind, dropped counts
+                pos += 2
             else:
-                length, start = read_varint(raw, pos + 1)
-            pos = start + length
-            if tag == _ATTRIBUTE_TAG:
-                index[start] = pos
-        else:
-            pos = skip_field(raw, pos + 1, wire_type, end)
-    return index
+                pos = skip_field(raw, pos + 1, wire_type, end)
+        self._walked = pos
 
+    def locate(self, key: str) -> tuple[int, int, int] | None:
+        """The span attribute `key`: (field start, value start, value end), or None.
 
-def locate_span_attribute(
-    raw: bytes, key: str, index: dict[int, int] | None = None
-) -> tuple[int, int, int] | None:
-    """Find the span attribute `key`: (field start, value start, value end) in `raw`, or None.
-
-    `raw[field_start:value_end]` is the whole attribute field, `raw[value_start:value_end]` its
-    encoded AnyValue. The substring search answers "absent" (the common case) without walking the
-    span; a hit is confirmed against `attribute_index`, computed here unless the caller has it.
-    Serializers write a KeyValue's key first; one written value-first is not found.
-    """
-    signature = _signature(key)
-    hit = raw.find(signature)
-    if hit < 0:
+        `raw[field_start:value_end]` is the whole attribute field, `raw[value_start:value_end]`
+        its encoded AnyValue. The substring search answers "absent" (the common case) without
+        walking at all. Serializers write a KeyValue's key first; one written value-first is not
+        found.
+        """
+        raw = self.raw
+        signature = _signature(key)
+        hit = raw.find(signature)
+        while hit >= 0:
+            key_value_end = self.key_value_end(hit)
+            if key_value_end is not None:
+                value_pos = hit + len(signature)
+                value_start = value_end = value_pos
+                if value_pos < key_value_end and raw[value_pos] == _VALUE_TAG:
+                    value_length, value_start = read_varint(raw, value_pos + 1)
+                    value_end = value_start + value_length
+                field_start = hit - 1 - len(encode_varint(key_value_end - hit))
+                return field_start, value_start, min(value_end, key_value_end)
+            hit = raw.find(signature, hit + 1)
         return None
-    if index is None:
-        index = attribute_index(raw)
-    while hit >= 0:
-        key_value_end = index.get(hit)
-        if key_value_end is not None:
-            value_pos = hit + len(signature)
-            value_start = value_end = value_pos
-            if value_pos < key_value_end and raw[value_pos] == _VALUE_TAG:
-                value_length, value_start = read_varint(raw, value_pos + 1)
-                value_end = value_start + value_length
-            field_start = hit - 1 - len(encode_varint(key_value_end - hit))
-            return field_start, value_start, min(value_end, key_value_end)
-        hit = raw.find(signature, hit + 1)
-    return None
+
+
+def locate_span_attribute(raw: bytes, key: str) -> tuple[int, int, int] | None:
+    """`AttributeIndex(raw).locate(key)`, for one-off lookups."""
+    return AttributeIndex(raw).locate(key)
 
 
 class OriginFields:
@@ -160,7 +182,7 @@ class WireSpan:
         self.raw = raw
         self.origin = origin
         self._message: Span | None = None
-        self._index: dict[int, int] | None = None
+        self._index: AttributeIndex | None = None
 
     def span_attribute(self, field: str) -> FieldValue | None:
         """The span's own attribute `field` (not the resource's or scope's), or None."""
@@ -168,8 +190,8 @@ class WireSpan:
         if _signature(field) not in raw:
             return None
         if self._index is None:
-            self._index = attribute_index(raw)
-        found = locate_span_attribute(raw, field, self._index)
+            self._index = AttributeIndex(raw)
+        found = self._index.locate(field)
         return None if found is None else decode_any_value(raw, found[1], found[2])
 
     @property
