@@ -41,9 +41,9 @@ class EMAThroughputSampler(KeyedSampler):
         self._averages = MovingAverages(spec.weight, spec.age_out_value)
         self._bursts_detector = BurstDetector(spec.burst_multiple, spec.burst_detection_delay)
 
-    def set_cluster_size(self, nodes: int) -> None:
+    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
         """Nodes sharing the goal; takes effect at the next recomputation."""
-        self._goal.set_cluster_size(nodes)
+        self._goal.set_cluster_size(nodes, workers)
 
     def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
         averages = self._averages

@@ -32,7 +32,15 @@ class RulesEngine:
     samplers it shares with this one would count twice).
     """
 
-    __slots__ = ("_adaptive", "_fields", "_named_targets", "_nodes", "_samplers", "reused")
+    __slots__ = (
+        "_adaptive",
+        "_fields",
+        "_named_targets",
+        "_nodes",
+        "_samplers",
+        "_workers",
+        "reused",
+    )
 
     def __init__(self, spec: RulesSpec, previous: RulesEngine | None = None) -> None:
         if DEFAULT_TARGET not in spec.samplers:
@@ -53,8 +61,11 @@ class RulesEngine:
             fields.update(ENVIRONMENT_FIELDS)
             fields.add(SERVICE_FIELD)
         self._fields = frozenset(fields)
-        self._nodes = 1
-        self.set_cluster_size(previous._nodes if previous is not None else 1)
+        self._nodes = self._workers = 1
+        if previous is not None:
+            self.set_cluster_size(previous._nodes, previous._workers)
+        else:
+            self.set_cluster_size(1)
 
     @property
     def targets(self) -> frozenset[str]:
@@ -105,13 +116,15 @@ class RulesEngine:
         if placed is not None:
             placed.sampler.count_late(decision.key, span_count, decision.keep, now)
 
-    def set_cluster_size(self, nodes: int) -> None:
-        """How many nodes share the goals of `UseClusterSize` samplers (default 1); takes effect
-        at each sampler's next recomputation."""
+    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
+        """How many nodes share the goals of `UseClusterSize` samplers (default 1), and how many
+        worker processes share this node's throughput goals (always); takes effect at each
+        sampler's next recomputation."""
         self._nodes = max(1, nodes)
+        self._workers = max(1, workers)
         for placed in self._adaptive.values():
             if isinstance(placed.sampler, ClusterAware):
-                placed.sampler.set_cluster_size(self._nodes)
+                placed.sampler.set_cluster_size(self._nodes, self._workers)
 
     def adaptive_sampler(self, name: str) -> KeyedSampler | None:
         """The adaptive sampler with this name (as in `Decision.sampler`), if there is one."""

@@ -91,6 +91,6 @@ class Adaptive(Protocol):
 class ClusterAware(Protocol):
     """A sampler whose goal is shared by the nodes of a cluster (`UseClusterSize`)."""
 
-    def set_cluster_size(self, nodes: int) -> None:
+    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
         """The number of nodes now sharing the goal (at least 1)."""
         ...

@@ -53,20 +53,27 @@ class ThroughputOptions:
 
 
 class ThroughputGoal:
-    """A throughput goal, adjusted for the cluster size."""
+    """A throughput goal, adjusted for the cluster size and for this node's worker processes.
 
-    __slots__ = ("_nodes", "_options")
+    A node's goal is shared by its workers (each decides the traces it owns, about 1/workers of
+    the node's traffic), whatever `UseClusterSize` says; the cluster's nodes share it only under
+    `UseClusterSize`.
+    """
+
+    __slots__ = ("_nodes", "_options", "_workers")
 
     def __init__(self, options: ThroughputOptions) -> None:
         self._options = options
         self._nodes = 1
+        self._workers = 1
 
-    def set_cluster_size(self, nodes: int) -> None:
+    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
         self._nodes = max(1, nodes)
+        self._workers = max(1, workers)
 
     @property
     def _divisor(self) -> int:
-        return self._nodes if self._options.use_cluster_size else 1
+        return (self._nodes if self._options.use_cluster_size else 1) * self._workers
 
     @property
     def per_second(self) -> float:
@@ -89,7 +96,10 @@ class ThroughputGoal:
         goal = self._options.goal_throughput_per_sec
         if self._divisor == 1:
             return f"GoalThroughputPerSec {goal}"
-        return f"GoalThroughputPerSec {goal} ({self.per_second:g} per node of {self._nodes})"
+        return (
+            f"GoalThroughputPerSec {goal} ({self.per_second:g} for this process: "
+            f"{self._nodes} node(s), {self._workers} worker(s) per node)"
+        )
 
     def achievable(self, kept_spans: float, seconds: float) -> str:
         return f"{kept_spans / seconds:.1f} spans/s"

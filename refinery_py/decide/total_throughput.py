@@ -39,9 +39,9 @@ class TotalThroughputSampler(KeyedSampler):
         )
         self._goal = ThroughputGoal(ThroughputOptions.of(spec))
 
-    def set_cluster_size(self, nodes: int) -> None:
+    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
         """Nodes sharing the goal; takes effect at the next recomputation."""
-        self._goal.set_cluster_size(nodes)
+        self._goal.set_cluster_size(nodes, workers)
 
     def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
         if not counts:

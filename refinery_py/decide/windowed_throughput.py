@@ -59,9 +59,9 @@ class WindowedThroughputSampler(KeyedSampler):
         self._buckets: deque[dict[str, list[int]]] = deque()
         self._sums: dict[str, list[int]] = {}
 
-    def set_cluster_size(self, nodes: int) -> None:
+    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
         """Nodes sharing the goal; takes effect at the next recomputation."""
-        self._goal.set_cluster_size(nodes)
+        self._goal.set_cluster_size(nodes, workers)
 
     def _admit(self, key: str) -> bool:
         if len(self._counts) >= self._max_keys:

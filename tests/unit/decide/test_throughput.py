@@ -35,7 +35,12 @@ def test_cluster_size_divides_the_goal_and_the_minimum() -> None:
     assert goal.per_second == 25.0
     assert goal.budget(10.0) == 250.0
     assert goal.min_per_key(10.0) == 15.0
-    assert goal.text() == "GoalThroughputPerSec 100 (25 per node of 4)"
+    assert goal.text() == (
+        "GoalThroughputPerSec 100 (25 for this process: 4 node(s), 1 worker(s) per node)"
+    )
+    goal.set_cluster_size(4, workers=2)
+    assert goal.per_second == 12.5
+    assert goal.min_per_key(10.0) == 7.5
     goal.set_cluster_size(1000)
     assert goal.per_second == 1.0  # at least 1 span/s per node, as in Refinery
     goal.set_cluster_size(0)
@@ -47,6 +52,8 @@ def test_without_use_cluster_size_the_goal_is_per_node() -> None:
     goal.set_cluster_size(4)
     assert goal.per_second == 100.0
     assert goal.text() == "GoalThroughputPerSec 100"
+    goal.set_cluster_size(4, workers=2)  # a node's workers always share its goal
+    assert goal.per_second == 50.0
 
 
 @pytest.mark.parametrize("nodes", [1, 2, 5])
