@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,13 +29,17 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    workers = args.workers if args.workers is not None else os.cpu_count() or 1
+    if workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 1
     app.tune_allocator()
     try:
         import uvloop  # noqa: PLC0415
 
-        return uvloop.run(app.serve(settings, rules))
+        return uvloop.run(app.serve(settings, rules, workers))
     except ImportError:
-        return asyncio.run(app.serve(settings, rules))
+        return asyncio.run(app.serve(settings, rules, workers))
 
 
 def _report(problems: list[Problem], strict: bool) -> int:
@@ -71,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the pipeline")
     serve.add_argument("--config", metavar="FILE", help="config file (default: built-in defaults)")
     serve.add_argument("--rules", metavar="FILE", help="rules file (overrides rules_file)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes, each owning a share of the traces (default: number of CPUs)",
+    )
     serve.add_argument(
         "--record",
         metavar="DIR",

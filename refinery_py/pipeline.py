@@ -17,6 +17,7 @@ from typing import Protocol
 
 from refinery_py.assemble import BufferedTrace, DecisionCache, TraceBuffer
 from refinery_py.assemble.buffer import LateSpans
+from refinery_py.cluster.forwarding import Forwarder
 from refinery_py.model import (
     ACCEPTED,
     Admission,
@@ -30,6 +31,7 @@ from refinery_py.model import (
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.frame import encode_kept_trace
 from refinery_py.otlp.span_view import WireTrace
+from refinery_py.receive.intake import PEER
 from refinery_py.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class Pipeline:
         tick: float = 0.1,
         max_lag: float = 2.0,
         dry_run: bool = False,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.buffer = buffer
         self.decider = decider
@@ -84,6 +87,8 @@ class Pipeline:
         self.tick = tick
         self.max_lag = max_lag
         self.dry_run = dry_run
+        self.forwarder = forwarder
+        """Splits batches by owner when this process is one of several members (workers)."""
         """Export every trace, marked with what the rules decided, instead of dropping any."""
         self.lag = 0.0
         """How late the last tick ran: the sign of an event loop that cannot keep up."""
@@ -97,13 +102,27 @@ class Pipeline:
     # ---- intake -------------------------------------------------------------------------
 
     def accept(self, batch: SpanBatch, protocol: str) -> Admission:
-        """Buffer a batch, or refuse all of it when the node is overloaded."""
+        """Buffer a batch, or refuse all of it when the node is overloaded.
+
+        With a forwarder, spans of traces another member owns are forwarded to it first (spans
+        that came from a member, protocol `peer`, are ours by construction).
+        """
         if self.lag > self.max_lag:
             return Admission(
                 False,
                 retry_after=max(1.0, self.lag),
                 message=f"overloaded: decisions are running {self.lag:.1f}s behind",
             )
+        if self.forwarder is not None and protocol != PEER:
+            if self.forwarder.congested:
+                return Admission(
+                    False,
+                    retry_after=1.0,
+                    message="overloaded: spans for another worker or node are queueing up",
+                )
+            batch = self.forwarder.keep_local(batch)
+            if not batch.spans:
+                return ACCEPTED
         now = self.clock()
         arrivals = self.buffer.add(batch, now)
         for trace_id, late in arrivals.late.items():

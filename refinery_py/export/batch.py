@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from refinery_py.model import KeptTrace
+from refinery_py.model import EncodedSpans
 from refinery_py.otlp.frame import split_payload
 from refinery_py.otlp.wire import LEN, iter_fields
 
@@ -18,7 +18,7 @@ class ExportRequest:
     span_count: int
 
 
-def build_requests(traces: Sequence[KeptTrace], max_bytes: int) -> list[ExportRequest]:
+def build_requests(traces: Sequence[EncodedSpans], max_bytes: int) -> list[ExportRequest]:
     """The requests that carry `traces`.
 
     Normally one request: each payload is a serialized request and repeated fields concatenate,

@@ -18,7 +18,7 @@ from refinery_py.export.http_transport import HttpTransport
 from refinery_py.export.outcomes import ExportLedger, SpanOutcome
 from refinery_py.export.trace_queue import TraceQueue
 from refinery_py.export.transport import Transport
-from refinery_py.model import KeptTrace
+from refinery_py.model import EncodedSpans
 from refinery_py.model.addresses import parse_endpoint
 from refinery_py.telemetry import Metrics
 
@@ -103,7 +103,12 @@ class OtlpExporter:
         self._closing = False
         self._closed = False
 
-    def offer(self, trace: KeptTrace) -> None:
+    @property
+    def congested(self) -> bool:
+        """More than half the queue is in use: the backend is not keeping up."""
+        return self._queue.bytes * 2 > self._queue.max_bytes
+
+    def offer(self, trace: EncodedSpans) -> None:
         """Queue `trace` for export, or count it dropped (queue full, or after close())."""
         if self._closing:
             self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, trace.span_count)
@@ -210,7 +215,7 @@ class OtlpExporter:
         queue = self._queue
         return queue.spans >= self._batch_max_spans or queue.bytes >= self._batch_max_bytes
 
-    async def _send(self, traces: list[KeptTrace]) -> None:
+    async def _send(self, traces: list[EncodedSpans]) -> None:
         unsent = sum(trace.span_count for trace in traces)
         try:
             for request in build_requests(traces, self._batch_max_bytes):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from refinery_py.model import KeptTrace
+from refinery_py.model import EncodedSpans
 
 
 class TraceQueue:
@@ -21,14 +21,14 @@ class TraceQueue:
         if max_bytes <= 0:
             raise ValueError("queue_max_bytes must be positive")
         self.max_bytes = max_bytes
-        self._entries: deque[tuple[float, KeptTrace]] = deque()
+        self._entries: deque[tuple[float, EncodedSpans]] = deque()
         self.spans = 0
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def put(self, trace: KeptTrace, arrived: float) -> bool:
+    def put(self, trace: EncodedSpans, arrived: float) -> bool:
         """Append `trace` unless that would exceed `max_bytes`; return whether it was taken."""
         size = len(trace.payload)
         if self.bytes + size > self.max_bytes:
@@ -42,7 +42,7 @@ class TraceQueue:
         """When the oldest waiting trace arrived (the queue must not be empty)."""
         return self._entries[0][0]
 
-    def pop_batch(self, max_spans: int, max_bytes: int) -> list[KeptTrace]:
+    def pop_batch(self, max_spans: int, max_bytes: int) -> list[EncodedSpans]:
         """Take the oldest traces that fit together in `max_spans` spans and `max_bytes` bytes.
 
         Traces are never cut here: the first trace is always taken, even when it alone is over a
@@ -69,7 +69,7 @@ class TraceQueue:
         self.bytes -= size
         return batch
 
-    def pop_all(self) -> list[KeptTrace]:
+    def pop_all(self) -> list[EncodedSpans]:
         """Empty the queue, returning what was in it."""
         traces = [trace for _, trace in self._entries]
         self._entries.clear()

@@ -25,6 +25,40 @@ class Admission:
 ACCEPTED = Admission(True)
 
 
+class EncodedSpans(Protocol):
+    """Spans ready to send: a serialized ExportTraceServiceRequest and how many spans it holds.
+
+    Concatenated payloads form a valid request, so senders batch without re-encoding.
+    """
+
+    @property
+    def payload(self) -> bytes: ...
+
+    @property
+    def span_count(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedSpans:
+    """Spans on their way to the cluster member that owns their traces."""
+
+    payload: bytes
+    span_count: int
+
+
+class PeerSink(Protocol):
+    """Where spans owned by another member are sent (an OTLP exporter to that member)."""
+
+    def offer(self, spans: EncodedSpans) -> None:
+        """Queue without blocking; if the queue is full, drop and count."""
+        ...
+
+    @property
+    def congested(self) -> bool:
+        """Whether the queue is filling up: time to push back on senders."""
+        ...
+
+
 class SpanSink(Protocol):
     """Where receivers deliver decoded spans (the pipeline)."""
 

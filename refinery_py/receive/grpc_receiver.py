@@ -32,7 +32,7 @@ Calls beyond it wait in the client rather than fail, which bounds memory per con
 the non-retryable RESOURCE_EXHAUSTED that grpc's `maximum_concurrent_rpcs` would answer with."""
 
 
-def server_options(max_request_bytes: int) -> list[tuple[str, int]]:
+def server_options(max_request_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
     """The channel arguments of the receiving server."""
     return [
         # Oversized requests get RESOURCE_EXHAUSTED from grpc core, which also bounds a
@@ -40,8 +40,9 @@ def server_options(max_request_bytes: int) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", max_request_bytes),
         # Responses are a few bytes; nothing large should ever go out.
         ("grpc.max_send_message_length", 1024 * 1024),
-        # A second process on the same port would silently take half the traffic; fail instead.
-        ("grpc.so_reuseport", 0),
+        # A second process on the same port would silently take half the traffic, so that is
+        # only allowed for the worker processes of one node, which share the port on purpose.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
         # Exporters (the Collector's among them) keep long-lived connections with keepalive
         # pings; accept pings every 10 s, also between calls, instead of answering GOAWAY
@@ -64,8 +65,11 @@ class GrpcReceiver:
         host: str,
         port: int,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self._intake = intake
+        self._reuse_port = reuse_port
         self._host = f"[{host}]" if ":" in host else host
         self._requested_port = port
         self._max_request_bytes = max_request_bytes
@@ -79,7 +83,7 @@ class GrpcReceiver:
 
     async def start(self) -> None:
         """Bind and start serving. Raises OSError if the address cannot be bound."""
-        server = grpc.aio.server(options=server_options(self._max_request_bytes))
+        server = grpc.aio.server(options=server_options(self._max_request_bytes, self._reuse_port))
         export = grpc.unary_unary_rpc_method_handler(self._export)
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, {METHOD: export}),)

@@ -56,8 +56,11 @@ class HttpReceiver:
         host: str,
         port: int,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self._intake = intake
+        self._reuse_port = reuse_port
         self._host = host
         self._requested_port = port
         self._max_request_bytes = max_request_bytes
@@ -91,7 +94,10 @@ class HttpReceiver:
             shutdown_timeout=_LAST_CALL,
         )
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._requested_port, reuse_port=False)
+        # Only a node's own worker processes share a port (SO_REUSEPORT) on purpose.
+        site = web.TCPSite(
+            runner, self._host, self._requested_port, reuse_port=self._reuse_port or None
+        )
         try:
             await site.start()
         except BaseException:

@@ -39,8 +39,10 @@ class Recorder:
         max_file_bytes: int = 64 << 20,
         max_total_bytes: int = 1 << 30,
         queue_max_bytes: int = 64 << 20,
+        file_prefix: str = FILE_PREFIX,
     ) -> None:
         self.directory = directory
+        self.file_prefix = file_prefix
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
         self.queue_max_bytes = queue_max_bytes
@@ -110,7 +112,7 @@ class Recorder:
     def _open_next(self) -> BinaryIO:
         self._file_number += 1
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = self.directory / f"{FILE_PREFIX}{stamp}-{self._file_number:04d}{FILE_SUFFIX}"
+        path = self.directory / f"{self.file_prefix}{stamp}-{self._file_number:04d}{FILE_SUFFIX}"
         return path.open("ab")
 
     def _enforce_total(self) -> None:

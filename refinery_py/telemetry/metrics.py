@@ -191,6 +191,15 @@ class Metrics:
             "refinery_record_bytes", "Bytes of OTLP JSON written by the recorder.", registry=r
         )
 
+        # cluster: spans forwarded between members (or a node's worker processes) to their owner
+        self.cluster_spans = Counter(
+            "refinery_cluster_spans",
+            "Spans forwarded to the member that owns their trace (sent) or from another member "
+            "(received).",
+            ["direction"],
+            registry=r,
+        )
+
         # rules
         self.rules_reloads = Counter(
             "refinery_rules_reload",

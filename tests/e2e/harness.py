@@ -7,6 +7,7 @@ child process on ports chosen by the OS and reads them back from its start-up lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -150,6 +151,7 @@ class RefineryProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its worker processes too can be killed as one group
         )
         self.log: list[str] = []
         self.addresses: dict[str, str] = {}
@@ -207,9 +209,10 @@ class RefineryProcess:
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self._reader.join(timeout=10)  # ends once every process holding the pipe is gone
         if self.process.stderr is not None:
             self.process.stderr.close()
 

@@ -61,7 +61,10 @@ def test_replaying_a_recording_reproduces_the_live_decisions(tmp_path: Path) -> 
             )
             kept_spans = node.metric("refinery_spans_decided_total", decision="kept")
             wait_until(
-                lambda: node.metric("refinery_export_spans_total", outcome="sent") == kept_spans,
+                lambda: (
+                    node.metric("refinery_export_spans_total", outcome="sent", exporter="otlp")
+                    == kept_spans
+                ),
                 what="exported",
             )
             assert node.terminate() == 0

@@ -7,6 +7,7 @@ import signal
 import urllib.request
 from pathlib import Path
 
+import pytest
 from opentelemetry import trace as trace_api
 
 from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until, write_config
@@ -43,14 +44,15 @@ def post_reload(node: RefineryProcess) -> tuple[int, dict[str, object]]:
         return error.code, json.loads(error.read())
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_reload_applies_valid_rules_rejects_invalid_and_keeps_buffered_traces(
-    tmp_path: Path,
+    tmp_path: Path, workers: int
 ) -> None:
     rules_path = tmp_path / "rules.yaml"
     rules_path.write_text(rules("v1"))
     with RecordingBackend() as backend:
         config = write_config(tmp_path, backend, trace_timeout="10m")
-        with RefineryProcess(config, rules_path) as node:
+        with RefineryProcess(config, rules_path, extra_args=["--workers", str(workers)]) as node:
             first = status(node)
             assert first["source"] == str(rules_path)
             assert first["targets"] == {"__default__": "RulesBased"}
@@ -66,7 +68,7 @@ def test_reload_applies_valid_rules_rejects_invalid_and_keeps_buffered_traces(
             # A valid edit is picked up by the file watcher.
             replace_file(rules_path, rules("v2"))
             wait_until(
-                lambda: node.metric("refinery_rules_reload_total", outcome="applied") == 1,
+                lambda: node.metric("refinery_rules_reload_total", outcome="applied") == workers,
                 what="watcher reload",
             )
             second = status(node)
@@ -75,7 +77,7 @@ def test_reload_applies_valid_rules_rejects_invalid_and_keeps_buffered_traces(
             # An invalid edit is rejected; the v2 rules stay active.
             replace_file(rules_path, rules("v3").replace("SampleRate: 1", "SampleRate: zero"))
             wait_until(
-                lambda: node.metric("refinery_rules_reload_total", outcome="rejected") == 1,
+                lambda: node.metric("refinery_rules_reload_total", outcome="rejected") == workers,
                 what="rejected reload",
             )
             assert status(node)["digest"] == second["digest"]
@@ -89,7 +91,9 @@ def test_reload_applies_valid_rules_rejects_invalid_and_keeps_buffered_traces(
             replace_file(rules_path, rules("v3"))
             node.process.send_signal(signal.SIGHUP)
             wait_until(
-                lambda: node.metric("refinery_rules_reload_total", outcome="applied") == 2,
+                lambda: (
+                    node.metric("refinery_rules_reload_total", outcome="applied") == 2 * workers
+                ),
                 what="SIGHUP reload",
             )
             code, outcome = post_reload(node)

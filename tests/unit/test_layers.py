@@ -41,6 +41,25 @@ LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
         {"google", "opentelemetry", "orjson"},
         {"asyncio", "grpc", "aiohttp", "prometheus_client"},
     ),
+    # The composition root is a package: one node, its worker processes, and their supervisor.
+    "app": (
+        {
+            "model",
+            "otlp",
+            "config",
+            "assemble",
+            "decide",
+            "receive",
+            "export",
+            "store",
+            "cluster",
+            "api",
+            "telemetry",
+            "pipeline",
+        },
+        {"aiohttp", "prometheus_client", "grpc", "uvloop"},
+        set(),
+    ),
     "api": (
         {"model", "otlp", "config", "assemble", "decide", "store", "cluster", "telemetry"},
         {"aiohttp", "prometheus_client", "orjson", "google", "opentelemetry"},

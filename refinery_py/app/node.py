@@ -1,6 +1,6 @@
-"""The composition root: builds every component from the settings and runs the node.
+"""One node (or one worker process of a node): every component, built from the settings.
 
-Only this module constructs concrete edge classes. Start-up order is outside-in for safety:
+Only `app/` constructs concrete edge classes. Start-up order is outside-in for safety:
 exporters first (so kept traces have somewhere to go), then the pipeline's ticker, then the
 receivers, and the API last so `/ready` turns green only when everything listens. Shutdown runs the
 other way: stop accepting, decide and flush every buffered trace, then stop the API.
@@ -9,32 +9,27 @@ other way: stop accepting, decide and flush every buffered trace, then stop the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import ctypes.util
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import prometheus_client
-
 from refinery_py.api.auth import bearer_token_auth
 from refinery_py.api.health import health_routes
 from refinery_py.api.query_routes import query_routes
 from refinery_py.api.rules_routes import rules_routes
 from refinery_py.api.server import ApiServer
+from refinery_py.app.process import machine_memory
+from refinery_py.app.rules import build_engine
 from refinery_py.assemble import DecisionCache, TraceBuffer
+from refinery_py.cluster.forwarding import Forwarder
+from refinery_py.cluster.ownership import Ownership
 from refinery_py.config.problems import ConfigError
-from refinery_py.config.rules import load_rules
 from refinery_py.config.rules_file import RulesFile
-from refinery_py.config.rules_spec import DEFAULT_TARGET, RulesBasedSpec, RulesSpec
+from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
-from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.sampler import UnsupportedSampler
 from refinery_py.decide.stats import SamplerStats
 from refinery_py.export import OtlpExporter
@@ -57,81 +52,37 @@ RULES_POLL_INTERVAL = 1.0
 RECEIVER_GRACE = 5.0
 """Seconds in-flight requests get to finish once the receivers stop accepting."""
 
-KEEP_EVERYTHING = RulesSpec(
-    rules_version=2,
-    samplers={DEFAULT_TARGET: RulesBasedSpec(rules=())},
-    source="(built-in: keep everything)",
-)
-"""The rules used when no rules file is configured or the default file is absent."""
+PEER_QUEUE_BYTES = 64 << 20
+"""Memory for spans waiting to be forwarded to one other worker."""
 
 
-def tune_allocator() -> None:
-    """Make glibc malloc friendlier to a Python server (measured; see design.md).
+@dataclass(frozen=True)
+class WorkerRole:
+    """This process is worker `index` of a node whose workers' peer doors are `members`.
 
-    One arena instead of one per thread doubles the gRPC server's throughput, and a high trim /
-    mmap threshold stops large request buffers from being returned to the kernel and faulted back
-    in on every request. Environment variables would be read too late, so use mallopt.
+    Each worker owns the traces rendezvous hashing gives it over `members` (`host:port` of every
+    worker's private OTLP/HTTP door, in worker order) and forwards other spans to their owner.
     """
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return
-    try:
-        libc = ctypes.CDLL(libc_name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return  # not glibc (musl, macOS): nothing to tune
-    m_trim_threshold, m_top_pad, m_mmap_threshold, m_arena_max = -1, -2, -3, -8
-    for option, value in (
-        (m_arena_max, 1),
-        (m_trim_threshold, 256 << 20),
-        (m_top_pad, 64 << 20),
-        (m_mmap_threshold, 32 << 20),
-    ):
-        mallopt(option, value)
 
-
-def machine_memory() -> int:
-    """Physical memory available to this process: the cgroup limit when one is set."""
-    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        with contextlib.suppress(OSError, ValueError):
-            limit = int(Path(limit_file).read_text().strip())
-            if 0 < limit < physical:
-                return limit
-    return physical
-
-
-def resolve_rules(settings: Settings, override: str | None) -> RulesSpec:
-    """The rules to run: `--rules`, else the config's `rules_file`, else keep everything.
-
-    A relative `rules_file` is read relative to the config file. The built-in default path may be
-    absent (then everything is kept); a path the user named must exist.
-    """
-    if override is not None:
-        return load_rules(override)
-    if settings.rules_file is None:
-        return KEEP_EVERYTHING
-    path = Path(settings.rules_file)
-    if not path.is_absolute() and settings.source:
-        path = Path(settings.source).parent / path
-    if not path.exists() and settings.rules_file == Settings().rules_file:
-        log.info("no rules file at %s: keeping every trace", path)
-        return KEEP_EVERYTHING
-    return load_rules(path)
+    index: int
+    members: tuple[str, ...]
 
 
 @dataclass
 class Node:
-    """One running refinery_py node: every component, built but not yet started."""
+    """One running refinery_py node, or one worker of it: every component, built, not started."""
 
     settings: Settings
     rules: RulesSpec
     metrics: Metrics = field(default_factory=Metrics)
+    role: WorkerRole | None = None
 
     def __post_init__(self) -> None:
         settings = self.settings
         traces = settings.traces
         self.engine = build_engine(self.rules, previous=None)
+        if self.role is not None:
+            self.engine.set_cluster_size(1, workers=len(self.role.members))
         # Through a method, not the bound stats(): a reload replaces the engine.
         self.metrics.registry.register(SamplerCollector(self.sampler_stats))
         self.exporters: list[TraceExporter] = []
@@ -175,14 +126,38 @@ class Node:
                 traces.effective_decision_cache_ttl, traces.decision_cache_max_memory
             ),
         )
+        workers = len(self.role.members) if self.role is not None else 1
+        self.peers: list[OtlpExporter] = []
+        forwarder = None
+        if self.role is not None:
+            role = self.role
+            peer_sinks = {
+                index: OtlpExporter(
+                    member,
+                    metrics=self.metrics,
+                    name="peer",
+                    protocol="http",
+                    compression="none",  # loopback: compressing costs more than it saves
+                    batch_timeout=0.02,
+                    queue_max_bytes=PEER_QUEUE_BYTES,
+                    retry_initial_interval=0.1,
+                    retry_max_interval=2.0,
+                    retry_max_elapsed=60.0,
+                )
+                for index, member in enumerate(role.members)
+                if index != role.index
+            }
+            self.peers = list(peer_sinks.values())
+            forwarder = Forwarder(Ownership(role.members, role.index), peer_sinks, self.metrics)
         self.pipeline = Pipeline(
             buffer=buffer,
             decider=self.engine,
             exporters=self.exporters,
             metrics=self.metrics,
             customer_fields=settings.customer_fields,
-            max_memory=traces.memory_budget(machine_memory()),
+            max_memory=traces.memory_budget(machine_memory()) // workers,
             dry_run=settings.dry_run,
+            forwarder=forwarder,
         )
         self.recorder = (
             Recorder(
@@ -190,7 +165,8 @@ class Node:
                 metrics=self.metrics,
                 max_file_bytes=settings.record.max_file_size,
                 max_total_bytes=settings.record.max_total_size,
-                queue_max_bytes=settings.record.queue_max_bytes,
+                queue_max_bytes=settings.record.queue_max_bytes // workers,
+                file_prefix=f"traces-w{self.role.index}-" if self.role is not None else "traces-",
             )
             if settings.record.dir
             else None
@@ -200,8 +176,15 @@ class Node:
         grpc_host, grpc_port = split_host_port(settings.listen.otlp_grpc)
         http_host, http_port = split_host_port(settings.listen.otlp_http)
         api_host, api_port = split_host_port(settings.listen.api)
-        self.grpc = GrpcReceiver(intake, grpc_host, grpc_port, max_request)
-        self.http = HttpReceiver(intake, http_host, http_port, max_request)
+        shared = self.role is not None  # the workers of a node share its public ports
+        self.grpc = GrpcReceiver(intake, grpc_host, grpc_port, max_request, reuse_port=shared)
+        self.http = HttpReceiver(intake, http_host, http_port, max_request, reuse_port=shared)
+        self.peer_door: HttpReceiver | None = None
+        if self.role is not None:
+            peer_host, peer_port = split_host_port(self.role.members[self.role.index])
+            peer_intake = Intake(self.pipeline, OriginInterner(), self.metrics, peer=True)
+            # Forwarded requests are at most a batch of spans, but leave room for big traces.
+            self.peer_door = HttpReceiver(peer_intake, peer_host, peer_port, 4 * max_request)
         self.api = ApiServer(
             api_host,
             api_port,
@@ -278,7 +261,7 @@ class Node:
                 self.reload_rules("file changed")
 
     async def start(self) -> None:
-        for exporter in self.exporters:
+        for exporter in (*self.exporters, *self.peers):
             await exporter.start()
         if self.recorder is not None:
             self.recorder.start()
@@ -287,33 +270,52 @@ class Node:
             self._watcher = asyncio.create_task(
                 self._watch_rules(RULES_POLL_INTERVAL), name="rules-watcher"
             )
+        if self.peer_door is not None:
+            await self.peer_door.start()
         await self.grpc.start()
         await self.http.start()
         await self.api.start()
         self._state = "serving"
+        if self.role is not None:
+            # The supervisor logs the node's listeners; a worker says which one it is.
+            log.info(
+                "worker %d of %d serving (peer door %s, private API port %d)",
+                self.role.index,
+                len(self.role.members),
+                self.role.members[self.role.index],
+                self.api.port,
+            )
+            return
         host = self.settings.listen
         log.info("listening for OTLP/gRPC on %s", _with_port(host.otlp_grpc, self.grpc.port))
         log.info("listening for OTLP/HTTP on %s", _with_port(host.otlp_http, self.http.port))
         log.info("serving the API on %s", _with_port(host.api, self.api.port))
-        if self.exporters and self.settings.export.otlp is not None:
-            otlp = self.settings.export.otlp
-            log.info("exporting kept traces over OTLP/%s to %s", otlp.protocol, otlp.endpoint)
-        if self.store is not None:
-            log.info("storing kept traces in %s", self.store.path)
-        if self.recorder is not None:
-            log.info("recording accepted traffic to %s", self.recorder.directory)
-        log.info("rules: %s", self.rules.source or "(inline)")
-        if self.settings.dry_run:
-            log.info("dry run: every trace is kept and marked with the rules' decision")
+        log_outputs(self.settings, self.rules)
 
     async def stop(self) -> None:
         """Stop accepting, decide every buffered trace, flush the exporters, stop the API."""
+        await self.stop_intake()
+        await self.stop_rest()
+
+    async def stop_intake(self) -> None:
+        """Shutdown, first half: stop accepting spans and hand forwarded ones to their owners.
+
+        A worker's peers keep their doors open until every worker has done this, so no span on
+        its way to its owner is lost; then `stop_rest` decides and flushes.
+        """
         self._state = "shutting down"
         if self._watcher is not None:
             self._watcher.cancel()
         await asyncio.gather(self.grpc.stop(RECEIVER_GRACE), self.http.stop(RECEIVER_GRACE))
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.close)
+        await asyncio.gather(*(peer.close(SHUTDOWN_FLUSH_TIMEOUT) for peer in self.peers))
+        self._state = "intake stopped"
+
+    async def stop_rest(self) -> None:
+        """Shutdown, second half: decide every buffered trace, flush exports, stop the API."""
+        if self.peer_door is not None:
+            await self.peer_door.stop(RECEIVER_GRACE)
         waiting = len(self.pipeline.buffer.traces)
         log.info("shutting down: deciding %d buffered traces and flushing exports", waiting)
         await self.pipeline.shutdown(SHUTDOWN_FLUSH_TIMEOUT)
@@ -325,9 +327,18 @@ class Node:
         log.info("stopped")
 
 
-def build_engine(spec: RulesSpec, previous: RulesEngine | None) -> RulesEngine:
-    """The rules engine for `spec`, reusing `previous`'s samplers where their config is equal."""
-    return RulesEngine(spec, previous=previous)
+def log_outputs(settings: Settings, rules: RulesSpec) -> None:
+    """Say at start-up where kept traces go, what is recorded and which rules run."""
+    if settings.export.otlp is not None:
+        otlp = settings.export.otlp
+        log.info("exporting kept traces over OTLP/%s to %s", otlp.protocol, otlp.endpoint)
+    if settings.store.path is not None:
+        log.info("storing kept traces in %s", settings.store.path)
+    if settings.record.dir:
+        log.info("recording accepted traffic to %s", settings.record.dir)
+    log.info("rules: %s", rules.source or "(inline)")
+    if settings.dry_run:
+        log.info("dry run: every trace is kept and marked with the rules' decision")
 
 
 def _rfc3339(timestamp: float) -> str:
@@ -336,35 +347,3 @@ def _rfc3339(timestamp: float) -> str:
 
 def _with_port(address: str, port: int) -> str:
     return join_host_port(split_host_port(address)[0], port)
-
-
-async def serve(settings: Settings, rules: RulesSpec) -> int:
-    """Run a node until SIGTERM or SIGINT; a second signal exits at once. Returns the exit code."""
-    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-    try:
-        node = Node(settings, rules)
-    except (UnsupportedSampler, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            log.warning("second %s: exiting now without flushing", signal.Signals(signum).name)
-            os._exit(1)
-        log.info("%s received: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, node.reload_rules, "SIGHUP")
-    try:
-        await node.start()
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
-        await node.stop()
-        return 1
-    await stop.wait()
-    await node.stop()
-    return 0

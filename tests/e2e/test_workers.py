@@ -1,0 +1,85 @@
+"""`serve --workers 2`: traces are decided whole whichever worker their spans reach."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until, write_config
+from tests.otlp_builders import request, span
+
+KEEP_ALL = (
+    "RulesVersion: 2\nSamplers:\n  __default__:\n    DeterministicSampler:\n      SampleRate: 1\n"
+)
+
+
+def post(address: str, body: bytes) -> int:
+    """One request on its own connection, so the kernel may hand it to either worker."""
+    host, port = address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_spans_of_a_trace_meet_at_their_owner(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(KEEP_ALL)
+    with RecordingBackend() as backend:
+        config = write_config(tmp_path, backend)
+        with RefineryProcess(config, rules, extra_args=["--workers", "2"]) as node:
+            address = node.http_endpoint.removeprefix("http://").removesuffix("/v1/traces")
+            # Every span of every trace in its own request and connection; root last.
+            for n in range(1, 41):
+                for child in range(2, 6):
+                    assert post(address, request(span(n, child, 1)).SerializeToString()) == 200
+                assert post(address, request(span(n, 1)).SerializeToString()) == 200
+            wait_until(lambda: node.metric("refinery_traces_decided_total") == 40, what="decisions")
+            wait_until(
+                lambda: (
+                    node.metric("refinery_export_spans_total", outcome="sent", exporter="otlp")
+                    == 200
+                ),
+                what="exports",
+            )
+            assert node.metric("refinery_cluster_spans_total", direction="sent") > 0
+            assert node.metric("refinery_cluster_spans_total", direction="received") == (
+                node.metric("refinery_cluster_spans_total", direction="sent")
+            )
+            assert node.metric("refinery_workers") == 2
+            status, body = node.get("/ready")
+            assert status == 200
+            assert json.loads(body)["workers"] == ["serving", "serving"]
+            assert node.terminate() == 0
+        received = backend.by_trace()
+        assert len(received) == 40
+        for spans in received.values():
+            assert len(spans) == 5
+            roots = [s for s in spans if not s.span.parent_span_id]
+            assert roots[0].attributes["meta.span_count"] == 5  # decided whole, not in pieces
+
+
+def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(KEEP_ALL)
+    config = write_config(tmp_path, None)
+    with RefineryProcess(config, rules, extra_args=["--workers", "2"]) as node:
+        children = subprocess.run(
+            ["pgrep", "-P", str(node.process.pid)], capture_output=True, text=True, check=True
+        )
+        pids = [int(p) for p in children.stdout.split()]
+        workers = [p for p in pids if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        wait_until(lambda: node.metric("refinery_worker_restarts") == 1, what="restart")
+        wait_until(lambda: node.get("/ready")[0] == 200, what="ready again")
+        assert any("worker" in line and "exited with code -9" in line for line in node.log)
+        address = node.http_endpoint.removeprefix("http://").removesuffix("/v1/traces")
+        assert post(address, request(span(7, 1)).SerializeToString()) == 200
+        assert node.terminate() == 0
