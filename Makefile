@@ -39,5 +39,21 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## make bench: refinery_py end to end beside the OpenTelemetry Collector's tail sampler (minutes)
+## make bench-quick: the same in under a minute; what the figures mean: bench/README.md
+PEER := bench/peers/bin/otelcol-bench
+
+bench: $(STAMP) $(PEER)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP) $(PEER)
+	$(BIN)/python -m bench.run --quick
+
+## make peers: build the Collector the benchmark compares against (Go, modules pinned in bench/peers)
+peers: $(PEER)
+
+$(PEER): bench/peers/main.go bench/peers/go.mod bench/peers/go.sum
+	cd bench/peers && go build -trimpath -o bin/otelcol-bench .
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache refinery-data

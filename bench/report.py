@@ -1,0 +1,233 @@
+"""The benchmark's one printed table, the issue's targets checked against it, and the JSON.
+
+Every figure comes from bench/ramp.py's `Result`s; this module only divides and formats. The
+comparison with the Collector uses the refinery_py run whose rules match the Collector's
+policies when there is one (bench/rules/collector-equivalent.yaml), else the first run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.ceiling import Ceiling
+from bench.floor import Floor
+from bench.ramp import Result
+
+MIB = 1 << 20
+EQUIVALENT_RULES = "collector-equivalent"
+
+
+@dataclass
+class Context:
+    """What the run was: machine, load, floor, sender ceiling."""
+
+    cpus: int
+    protocol: str
+    sender_processes: int
+    connections: int
+    payload_spans: int
+    payload_requests: int
+    wire_bytes_per_span: float
+    send_delay: float
+    trace_timeout: float
+    floor: Floor
+    """The first measurement (with parse-only)."""
+    floors: list[float]
+    """Parse + serialize spans/s, measured again before each server."""
+    ceiling: Ceiling
+    mode: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:,.0f}"
+
+
+def _ratio(top: float | None, bottom: float | None, suffix: str = "×") -> str:
+    if not top or not bottom:
+        return "—"
+    return f"{top / bottom:.2f}{suffix}"
+
+
+def _mib(value: float | None) -> str:
+    return "—" if not value else f"{value / MIB:,.0f} MiB"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return "∞" if math.isinf(value) else f"{value:.2f}"
+
+
+def _refinery(results: list[Result]) -> list[Result]:
+    return [r for r in results if r.name.startswith("refinery")]
+
+
+def comparison_pair(results: list[Result]) -> tuple[Result | None, Result | None]:
+    """(the refinery_py run to compare, the Collector run)."""
+    collector = next((r for r in results if r.name == "otelcol"), None)
+    refinery = _refinery(results)
+    same_rules = [r for r in refinery if EQUIVALENT_RULES in r.rules]
+    candidates = same_rules or refinery
+    return (candidates[0] if candidates else None), collector
+
+
+def _column(result: Result, context: Context, collector: Result | None) -> list[str]:
+    sustained = result.sustained.achieved if result.sustained else None
+    load = result.load
+    latency = load.step.latency if load else None
+    failing = result.failing
+    top = result.sustained
+    vs_collector = "—"
+    if collector is not None and collector is not result and collector.sustained:
+        vs_collector = _ratio(sustained, collector.sustained.achieved)
+    wire = context.wire_bytes_per_span
+    metric = load.bytes_per_span_metric if load else None
+    rss = load.bytes_per_span_rss if load else None
+    return [
+        Path(result.rules).name,
+        _rate(sustained),
+        _ratio(sustained, result.floor or context.floor.spans_per_second),
+        vs_collector,
+        _rate(result.probe.achieved if result.probe else None),
+        f"{_seconds(latency.p50)} / {_seconds(latency.p99)} s" if latency else "—",
+        _rate(load.step.achieved if load else None),
+        _mib(load.peak_rss if load else None),
+        _mib(result.ramp_peak_rss),
+        f"{metric:,.0f} ({metric / wire:.2f}× wire)" if metric else "—",
+        f"{rss:,.0f} ({rss / wire:.2f}× wire)" if rss else "—",
+        f"{load.cpu_per_100k:.2f}" if load else "—",
+        f"{top.server_cores:.2f}/{top.sender_cores:.2f}/{top.sink_cores:.2f}" if top else "—",
+        f"{failing.offered / 1000:,.1f}k: {failing.verdict}"[:40] if failing else "none failed",
+    ]
+
+
+ROWS = [
+    "rules",
+    "sustained spans/s (0 rejects)",
+    "  ÷ protobuf floor (its own)",
+    "  ÷ collector",
+    "flat-out probe, spans/s accepted",
+    "decision latency p50 / p99 @80%",
+    "  load offered @80%, spans/s",
+    "peak RSS @80% (VmHWM)",
+    "peak RSS in the ramp (overload)",
+    "bytes/buffered span: metric",
+    "bytes/buffered span: RSS growth",
+    "CPU s / 100k spans @80%",
+    "cores server/senders/sink @sust.",
+    "step above sustained: offered, why",
+]
+
+
+def table(results: list[Result], context: Context) -> str:
+    _, collector = comparison_pair(results)
+    columns = [_column(r, context, collector) for r in results]
+    headers = [r.label for r in results]
+    width = max(24, *(len(cell) + 2 for column in columns for cell in column))
+    label = max(map(len, ROWS)) + 2
+    lines = ["".ljust(label) + "".join(h.ljust(width) for h in headers)]
+    for index, row in enumerate(ROWS):
+        lines.append(row.ljust(label) + "".join(col[index].ljust(width) for col in columns))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def targets(results: list[Result], context: Context) -> list[str]:
+    """The issue's targets, each with the measured figure and PASS / FAIL / not measured."""
+    lines = []
+
+    def check(name: str, ok: bool | None, detail: str) -> None:
+        verdict = "not measured" if ok is None else ("PASS" if ok else "FAIL")
+        lines.append(f"  {verdict:12} {name}: {detail}")
+
+    refinery = _refinery(results)
+    first = refinery[0] if refinery else None
+    one = first.sustained.achieved if first and first.sustained else None
+    floor = (first.floor if first else 0.0) or context.floor.spans_per_second
+    check(
+        "one worker ≥ 0.2 × protobuf floor",
+        None if one is None else one >= 0.2 * floor,
+        f"{_rate(one)} spans/s vs floor {_rate(floor)} = {_ratio(one, floor)}",
+    )
+    two = next((r for r in refinery if r.name.endswith("-w2") and r.sustained), None)
+    one_worker = next((r for r in refinery if r.name.endswith("-w1") and r.sustained), None)
+    if two and one_worker and two.sustained and one_worker.sustained:
+        ratio = two.sustained.achieved / one_worker.sustained.achieved
+        check("two workers ≥ 1.7 × one", ratio >= 1.7, f"{ratio:.2f}×")
+    else:
+        check("two workers ≥ 1.7 × one", None, "needs runs with --workers 1 and --workers 2")
+    mine, theirs = comparison_pair(results)
+    if mine and theirs and mine.sustained and theirs.sustained and mine.load and theirs.load:
+        speed = mine.sustained.achieved / theirs.sustained.achieved
+        memory = mine.load.peak_rss / max(1, theirs.load.peak_rss)
+        drift = ""
+        if mine.floor and theirs.floor:  # the machine's speed may have changed in between
+            drift = f"; {speed * theirs.floor / mine.floor:.2f}× with each ÷ its own floor"
+        check(
+            "≥ 1.0 × collector sustained at ≤ its peak RSS",
+            speed >= 1.0 and memory <= 1.0,
+            f"{speed:.2f}× spans/s at {memory:.2f}× peak RSS ({Path(mine.rules).name}{drift})",
+        )
+    else:
+        check("≥ 1.0 × collector sustained at ≤ its peak RSS", None, "needs both runs")
+    latency = first.load.step.latency if first and first.load else None
+    limit = context.send_delay + 0.25
+    check(
+        "decision latency p99 ≤ send_delay + 250 ms @80%",
+        None if latency is None else latency.p99 <= limit,
+        f"p99 {_seconds(latency.p99 if latency else None)} s vs {limit:.2f} s",
+    )
+    load = first.load if first else None
+    per_span = []
+    if load is not None:
+        per_span = [v for v in (load.bytes_per_span_metric, load.bytes_per_span_rss) if v]
+    check(
+        "memory per buffered span ≤ 2 × wire size",
+        None if not per_span else max(per_span) <= 2 * context.wire_bytes_per_span,
+        f"{' / '.join(f'{v:,.0f}' for v in per_span) or '—'} B (metric / RSS) vs wire "
+        f"{context.wire_bytes_per_span:,.0f} B",
+    )
+    return lines
+
+
+def render(results: list[Result], context: Context) -> str:
+    c = context
+    head = [
+        f"refinery_py benchmark ({c.mode}) — {c.cpus} CPUs shared by senders, server and sink",
+        f"load: OTLP/{c.protocol.upper()} protobuf, {c.sender_processes} sender process(es) × "
+        f"{c.connections} connections; {c.payload_spans:,} pre-built spans in "
+        f"{c.payload_requests} requests per replay, {c.wire_bytes_per_span:,.0f} B/span on the "
+        f"wire; send_delay {c.send_delay:g}s, trace_timeout {c.trace_timeout:g}s",
+        f"protobuf floor (upb parse + serialize, same payloads, 1 core, measured before each "
+        f"server): {' / '.join(_rate(f) for f in c.floors)} spans/s (parse only "
+        f"{_rate(c.floor.parse_spans_per_second)})",
+        f"sender ceiling (same senders vs a do-nothing server): "
+        f"{_rate(c.ceiling.spans_per_second)} spans/s using {c.ceiling.sender_cores:.2f} cores",
+        "",
+    ]
+    body = [table(results, context), "", "targets:", *targets(results, context)]
+    notes = list(c.notes)
+    for result in results:
+        notes.extend(f"{result.label} ({Path(result.rules).name}): {n}" for n in result.notes)
+    if notes:
+        body += ["", "notes:", *(f"  - {n}" for n in notes)]
+    return "\n".join(head + body)
+
+
+def write_json(path: Path, results: list[Result], context: Context) -> None:
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    document = {"context": asdict(context), "results": [asdict(r) for r in results]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(document), indent=2))
