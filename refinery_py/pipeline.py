@@ -72,8 +72,8 @@ class Pipeline:
         customer_fields: Sequence[str],
         max_memory: int,
         clock: Callable[[], float] = time.time,
-        tick: float = 0.1,
-        max_lag: float = 2.0,
+        tick: float = 0.05,
+        max_lag: float = 1.0,
         dry_run: bool = False,
         forwarder: Forwarder | None = None,
     ) -> None:
@@ -223,6 +223,7 @@ class Pipeline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.tick)
             self.lag = max(0.0, loop.time() - scheduled)
+            self.metrics.decision_lag.set(self.lag)
             self.decide_due()
 
     async def shutdown(self, flush_timeout: float) -> None:

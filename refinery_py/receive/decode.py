@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 
 from refinery_py.model import SpanBatch
+from refinery_py.otlp.batch_codec import decode_span_batches, is_span_batch
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.otlp.json import json_to_protobuf
 
@@ -27,8 +28,11 @@ def decode_request(
 
     Raises `otlp.errors.MalformedPayload`, with a message for the client, when the body is not a
     valid OTLP request in `encoding`. `validate=False` trusts the body (a peer that validated it
-    at its own front door), checking only the framing the split reads.
+    at its own front door), checking only the framing the split reads; such a body may also be
+    span batch records (`otlp.batch_codec`), as worker processes forward them.
     """
+    if not validate and is_span_batch(body):
+        return decode_span_batches(body, origins)
     if encoding is Encoding.JSON:
         # The converter's output was just serialized by protobuf itself: no need to validate it.
         return split_request(json_to_protobuf(body), origins, validate=False)

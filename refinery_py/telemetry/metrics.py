@@ -94,6 +94,11 @@ class Metrics:
             ["decision"],
             registry=r,
         )
+        self.decision_lag = Gauge(
+            "refinery_decision_lag_seconds",
+            "How late the last decision tick ran: above 1 s, new requests are refused (429).",
+            registry=r,
+        )
         self.decision_delay = Histogram(
             "refinery_trace_decision_delay_seconds",
             "Time from a trace's root span arriving to its decision.",

@@ -144,7 +144,7 @@ def test_exporter_defaults() -> None:
     otlp = parse_settings("export:\n  otlp:\n    endpoint: collector:4317\n", "c.yaml").export.otlp
     assert otlp is not None
     assert (otlp.protocol, otlp.compression, otlp.headers) == ("grpc", "gzip", {})
-    assert (otlp.timeout, otlp.batch_timeout) == (10.0, 0.2)
+    assert (otlp.timeout, otlp.batch_timeout) == (10.0, 0.1)
     assert (otlp.batch_max_spans, otlp.batch_max_bytes) == (8192, 3 * MiB)
     assert otlp.queue_max_bytes == 256 * MiB
     assert (otlp.retry_initial_interval, otlp.retry_max_interval) == (1.0, 30.0)

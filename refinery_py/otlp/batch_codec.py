@@ -1,0 +1,131 @@
+"""A compact binary form of `SpanBatch` for forwarding spans between a node's worker processes.
+
+Forwarded spans were validated at the front door; re-framing them as OTLP and splitting them
+again at the owner would cost more than the rest of their journey. This form keeps what the
+splitter produced — trace IDs, span bytes, origins, root positions — so the owner rebuilds the
+batch with a few C-level slices per span. Records concatenate (exporters batch by joining
+payloads), and every length is checked on the way in: a damaged body is refused, never guessed.
+
+    record   := MAGIC u32:record_length body
+    body     := u32:spans u32:origins u32:roots origin* trace_id{spans} u16:origin{spans}
+                u32:root{roots} u32:length{spans} span_bytes
+    origin   := u32:length resource_fields u32:length scope_fields
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from itertools import accumulate, pairwise
+
+from refinery_py.model import Origin, SpanBatch
+from refinery_py.otlp.errors import MalformedPayload
+from refinery_py.otlp.ingest import OriginInterner
+
+MAGIC = b"RPB1"
+_HEADER = struct.Struct("<4sIIII")
+_LENGTH = struct.Struct("<I")
+_MAX_ORIGINS = 65535
+
+
+def is_span_batch(body: bytes) -> bool:
+    return body.startswith(MAGIC)
+
+
+def encode_span_batch(batch: SpanBatch) -> bytes:
+    """One record holding `batch`'s spans (its rejected count stays where it was reported)."""
+    index_of: dict[int, int] = {}
+    origins: list[Origin] = []
+    origin_indexes = array("H")
+    for origin in batch.origins:
+        index = index_of.get(id(origin))
+        if index is None:
+            if len(origins) == _MAX_ORIGINS:
+                raise ValueError("too many distinct resources in one batch")
+            index = index_of[id(origin)] = len(origins)
+            origins.append(origin)
+        origin_indexes.append(index)
+    origin_table = b"".join(
+        _LENGTH.pack(len(o.resource_fields))
+        + o.resource_fields
+        + _LENGTH.pack(len(o.scope_fields))
+        + o.scope_fields
+        for o in origins
+    )
+    roots = array("I", sorted(batch.root_positions))
+    lengths = array("I", map(len, batch.spans))
+    body = b"".join(
+        (
+            origin_table,
+            b"".join(batch.trace_ids),
+            origin_indexes.tobytes(),
+            roots.tobytes(),
+            lengths.tobytes(),
+            *batch.spans,
+        )
+    )
+    count = len(batch.spans)
+    header = _HEADER.pack(MAGIC, 12 + len(body), count, len(origins), len(roots))
+    return header + body
+
+
+def decode_span_batches(body: bytes, origins: OriginInterner) -> SpanBatch:
+    """Every record in `body` as one SpanBatch; raises MalformedPayload if a length is off."""
+    batch = SpanBatch()
+    pos = 0
+    try:
+        while pos < len(body):
+            magic, record_length, count, origin_count, root_count = _HEADER.unpack_from(body, pos)
+            if magic != MAGIC:
+                raise MalformedPayload("not a span batch record (bad magic)")
+            end = pos + 8 + record_length
+            if end > len(body):
+                raise MalformedPayload("span batch record runs past the end of the body")
+            counts = (count, origin_count, root_count)
+            _decode_record(body, pos + _HEADER.size, end, counts, interner=origins, batch=batch)
+            pos = end
+    except struct.error:
+        raise MalformedPayload("truncated span batch record") from None
+    return batch
+
+
+def _decode_record(
+    body: bytes,
+    pos: int,
+    end: int,
+    counts: tuple[int, int, int],
+    *,
+    interner: OriginInterner,
+    batch: SpanBatch,
+) -> None:
+    count, origin_count, root_count = counts
+    table: list[Origin] = []
+    for _ in range(origin_count):
+        (length,) = _LENGTH.unpack_from(body, pos)
+        resource = body[pos + 4 : pos + 4 + length]
+        pos += 4 + length
+        (length,) = _LENGTH.unpack_from(body, pos)
+        scope = body[pos + 4 : pos + 4 + length]
+        pos += 4 + length
+        table.append(interner.get(resource, scope))
+    ids_end = pos + 16 * count
+    trace_ids = [body[i : i + 16] for i in range(pos, ids_end, 16)]
+    indexes = array("H")
+    indexes.frombytes(body[ids_end : ids_end + 2 * count])
+    pos = ids_end + 2 * count
+    roots = array("I")
+    roots.frombytes(body[pos : pos + 4 * root_count])
+    pos += 4 * root_count
+    lengths = array("I")
+    lengths.frombytes(body[pos : pos + 4 * count])
+    pos += 4 * count
+    if len(trace_ids) != count or len(lengths) != count or pos + sum(lengths) != end:
+        raise MalformedPayload("span batch record lengths do not add up")
+    if (count and max(indexes) >= origin_count) or any(r >= count for r in roots):
+        raise MalformedPayload("span batch record refers to a missing origin or span")
+    ends = list(accumulate(lengths, initial=pos))
+    first = len(batch.spans)
+    batch.trace_ids.extend(trace_ids)
+    batch.spans.extend([body[a:b] for a, b in pairwise(ends)])
+    batch.origins.extend([table[i] for i in indexes])
+    batch.root_positions.update(first + r for r in roots)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from refinery_py.otlp.batch_codec import decode_span_batches, encode_span_batch, is_span_batch
+from refinery_py.otlp.errors import MalformedPayload
+from refinery_py.otlp.ingest import OriginInterner, split_request
+from tests.otlp_builders import request, span
+
+
+def batch_of(*messages: object) -> object:
+    interner = OriginInterner()
+    parts = [split_request(m.SerializeToString(), interner) for m in messages]  # type: ignore[attr-defined]
+    first = parts[0]
+    for part in parts[1:]:
+        offset = len(first.spans)
+        first.trace_ids += part.trace_ids
+        first.spans += part.spans
+        first.origins += part.origins
+        first.root_positions |= {offset + r for r in part.root_positions}
+    return first
+
+
+def test_round_trip_keeps_spans_ids_origins_and_roots() -> None:
+    batch = batch_of(
+        request(span(1, 1), span(1, 2, 1, attrs={"k": "v"}), service="a"),
+        request(span(2, 1, 9), span(3, 3), service="b"),
+    )
+    encoded = encode_span_batch(batch)  # type: ignore[arg-type]
+    assert is_span_batch(encoded)
+    decoded = decode_span_batches(encoded + encoded, OriginInterner())
+    assert decoded.spans == batch.spans * 2  # type: ignore[attr-defined]
+    assert decoded.trace_ids == batch.trace_ids * 2  # type: ignore[attr-defined]
+    assert decoded.root_positions == {0, 3, 4, 7}
+    services = [o.resource_fields for o in decoded.origins]
+    assert services == [o.resource_fields for o in batch.origins] * 2  # type: ignore[attr-defined]
+    assert decoded.origins[0] is decoded.origins[4]  # interned
+
+
+@pytest.mark.parametrize("cut", [3, 10, 25, -1])
+def test_damaged_bodies_are_refused(cut: int) -> None:
+    encoded = encode_span_batch(batch_of(request(span(1, 1), span(1, 2, 1))))  # type: ignore[arg-type]
+    with pytest.raises(MalformedPayload):
+        decode_span_batches(encoded[:cut], OriginInterner())
+
+
+def test_bad_magic_is_refused() -> None:
+    encoded = encode_span_batch(batch_of(request(span(1, 1))))  # type: ignore[arg-type]
+    with pytest.raises(MalformedPayload, match="magic"):
+        decode_span_batches(b"XXXX" + encoded[4:], OriginInterner())
