@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from refinery_py.config.schema_fields import option
 from refinery_py.config.units import Seconds
@@ -38,6 +39,102 @@ DATATYPES = ("string", "int", "float", "bool")
 ROOT_PREFIX = "root."
 NUM_DESCENDANTS = "?.NUM_DESCENDANTS"
 DEFAULT_TARGET = "__default__"
+
+
+# Options several sampler types share, declared once: `option(**_NAME)`.
+_MAX_KEYS: dict[str, Any] = {
+    "key": "MaxKeys",
+    "doc": (
+        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
+        "one rate."
+    ),
+    "default": 0,
+    "minimum": 0,
+}
+_USE_TRACE_LENGTH: dict[str, Any] = {
+    "key": "UseTraceLength",
+    "doc": ("Append the trace's span count to the key."),
+    "default": False,
+}
+_GOAL_THROUGHPUT: dict[str, Any] = {
+    "key": "GoalThroughputPerSec",
+    "doc": ("Kept spans per second to aim for (per node unless UseClusterSize)."),
+    "default": 100,
+    "minimum": 1,
+}
+_USE_CLUSTER_SIZE: dict[str, Any] = {
+    "key": "UseClusterSize",
+    "doc": ("Treat the goal as cluster-wide and divide it by the number of nodes."),
+    "default": False,
+}
+_PER_KEY_MAX_SHARE: dict[str, Any] = {
+    "key": "PerKeyMaxShare",
+    "doc": (
+        "refinery_py only. The largest share (0 < share ≤ 1) of the kept-span budget any one key "
+        "may take, so a noisy customer cannot crowd the others out; key the sampler on the "
+        "customer field to make it per customer. 1 (the default) sets no cap. When the caps "
+        "leave budget that traffic could fill unused, the goal is reported unreachable."
+    ),
+    "default": 1.0,
+    "exclusive_minimum": 0,
+    "maximum": 1,
+}
+_PER_KEY_MIN_PER_SEC: dict[str, Any] = {
+    "key": "PerKeyMinPerSec",
+    "doc": (
+        "refinery_py only. Kept spans per second every active key is allotted at least (all its "
+        "spans if it sends fewer) before the rest of the goal is shared out; per cluster under "
+        "UseClusterSize, like the goal. 0 (the default) sets no floor beyond one trace per key "
+        "per window. When keys × this exceeds the goal, the floors are scaled down to fit and "
+        "the goal is reported unreachable."
+    ),
+    "default": 0.0,
+    "minimum": 0,
+}
+_ADJUSTMENT_INTERVAL: dict[str, Any] = {
+    "key": "AdjustmentInterval",
+    "doc": ("How often the moving average is updated and new rates computed."),
+    "default": Seconds(15.0),
+    "exclusive_minimum": 0,
+}
+_WEIGHT: dict[str, Any] = {
+    "key": "Weight",
+    "doc": ("Weight of the newest interval in the moving average (0 < Weight < 1)."),
+    "default": 0.5,
+    "exclusive_minimum": 0,
+    "maximum": 1,
+}
+_AGE_OUT_VALUE: dict[str, Any] = {
+    "key": "AgeOutValue",
+    "doc": ("A key whose moving average of spans falls below this is forgotten; 0 means Weight."),
+    "default": 0.5,
+    "minimum": 0,
+    "maximum": 1,
+}
+_BURST_MULTIPLE: dict[str, Any] = {
+    "key": "BurstMultiple",
+    "doc": (
+        "Recompute early when an interval's span count reaches this multiple of the summed "
+        "averages; a negative value disables burst detection, 0 means 2."
+    ),
+    "default": 2.0,
+}
+_BURST_DETECTION_DELAY: dict[str, Any] = {
+    "key": "BurstDetectionDelay",
+    "doc": ("Intervals to wait after start-up before burst detection begins; 0 means 3."),
+    "default": 3,
+    "minimum": 0,
+}
+_OPTIONAL_FIELD_LIST: dict[str, Any] = {
+    "key": "FieldList",
+    "doc": ("Fields whose values form the sampler key."),
+    "default": (),
+}
+_REQUIRED_FIELD_LIST: dict[str, Any] = {
+    "key": "FieldList",
+    "doc": ("Fields whose values form the sampler key."),
+    "required": True,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,16 +206,8 @@ class DynamicSpec:
         "fields from the root span only).",
         required=True,
     )
-    max_keys: int = option(
-        "MaxKeys",
-        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
-        "one rate.",
-        default=0,
-        minimum=0,
-    )
-    use_trace_length: bool = option(
-        "UseTraceLength", "Append the trace's span count to the key.", default=False
-    )
+    max_keys: int = option(**_MAX_KEYS)
+    use_trace_length: bool = option(**_USE_TRACE_LENGTH)
     line: int = 0
 
 
@@ -129,51 +218,14 @@ class EMADynamicSpec:
     goal_sample_rate: int = option(
         "GoalSampleRate", "The average sample rate to aim for.", default=10, minimum=1
     )
-    adjustment_interval: Seconds = option(
-        "AdjustmentInterval",
-        "How often the moving average is updated and new rates computed.",
-        default=Seconds(15.0),
-        exclusive_minimum=0,
-    )
-    weight: float = option(
-        "Weight",
-        "Weight of the newest interval in the moving average (0 < Weight < 1).",
-        default=0.5,
-        exclusive_minimum=0,
-        maximum=1,
-    )
-    age_out_value: float = option(
-        "AgeOutValue",
-        "A key whose moving average of spans falls below this is forgotten; 0 means Weight.",
-        default=0.5,
-        minimum=0,
-        maximum=1,
-    )
-    burst_multiple: float = option(
-        "BurstMultiple",
-        "Recompute early when an interval's span count reaches this multiple of the summed "
-        "averages; a negative value disables burst detection, 0 means 2.",
-        default=2.0,
-    )
-    burst_detection_delay: int = option(
-        "BurstDetectionDelay",
-        "Intervals to wait after start-up before burst detection begins; 0 means 3.",
-        default=3,
-        minimum=0,
-    )
-    field_list: tuple[str, ...] = option(
-        "FieldList", "Fields whose values form the sampler key.", required=True
-    )
-    max_keys: int = option(
-        "MaxKeys",
-        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
-        "one rate.",
-        default=0,
-        minimum=0,
-    )
-    use_trace_length: bool = option(
-        "UseTraceLength", "Append the trace's span count to the key.", default=False
-    )
+    adjustment_interval: Seconds = option(**_ADJUSTMENT_INTERVAL)
+    weight: float = option(**_WEIGHT)
+    age_out_value: float = option(**_AGE_OUT_VALUE)
+    burst_multiple: float = option(**_BURST_MULTIPLE)
+    burst_detection_delay: int = option(**_BURST_DETECTION_DELAY)
+    field_list: tuple[str, ...] = option(**_REQUIRED_FIELD_LIST)
+    max_keys: int = option(**_MAX_KEYS)
+    use_trace_length: bool = option(**_USE_TRACE_LENGTH)
     line: int = 0
 
 
@@ -181,88 +233,24 @@ class EMADynamicSpec:
 class EMAThroughputSpec:
     """Refinery's EMAThroughputSampler: rates that keep about `GoalThroughputPerSec` spans/s."""
 
-    goal_throughput_per_sec: int = option(
-        "GoalThroughputPerSec",
-        "Kept spans per second to aim for (per node unless UseClusterSize).",
-        default=100,
-        minimum=1,
-    )
-    use_cluster_size: bool = option(
-        "UseClusterSize",
-        "Treat the goal as cluster-wide and divide it by the number of nodes.",
-        default=False,
-    )
+    goal_throughput_per_sec: int = option(**_GOAL_THROUGHPUT)
+    use_cluster_size: bool = option(**_USE_CLUSTER_SIZE)
     initial_sample_rate: int = option(
         "InitialSampleRate",
         "The rate used until the first adjustment interval has passed.",
         default=10,
         minimum=1,
     )
-    adjustment_interval: Seconds = option(
-        "AdjustmentInterval",
-        "How often the moving average is updated and new rates computed.",
-        default=Seconds(15.0),
-        exclusive_minimum=0,
-    )
-    weight: float = option(
-        "Weight",
-        "Weight of the newest interval in the moving average (0 < Weight < 1).",
-        default=0.5,
-        exclusive_minimum=0,
-        maximum=1,
-    )
-    age_out_value: float = option(
-        "AgeOutValue",
-        "A key whose moving average of spans falls below this is forgotten; 0 means Weight.",
-        default=0.5,
-        minimum=0,
-        maximum=1,
-    )
-    burst_multiple: float = option(
-        "BurstMultiple",
-        "Recompute early when an interval's span count reaches this multiple of the summed "
-        "averages; a negative value disables burst detection, 0 means 2.",
-        default=2.0,
-    )
-    burst_detection_delay: int = option(
-        "BurstDetectionDelay",
-        "Intervals to wait after start-up before burst detection begins; 0 means 3.",
-        default=3,
-        minimum=0,
-    )
-    per_key_max_share: float = option(
-        "PerKeyMaxShare",
-        "refinery_py only. The largest share (0 < share ≤ 1) of the kept-span budget any one key "
-        "may take, so a noisy customer cannot crowd the others out; key the sampler on the "
-        "customer field to make it per customer. 1 (the default) sets no cap. When the caps "
-        "leave budget that traffic could fill unused, the goal is reported unreachable.",
-        default=1.0,
-        exclusive_minimum=0,
-        maximum=1,
-    )
-    per_key_min_per_sec: float = option(
-        "PerKeyMinPerSec",
-        "refinery_py only. Kept spans per second every active key is allotted at least (all its "
-        "spans if it sends fewer) before the rest of the goal is shared out; per cluster under "
-        "UseClusterSize, like the goal. 0 (the default) sets no floor beyond one trace per key "
-        "per window. When keys × this exceeds the goal, the floors are scaled down to fit and "
-        "the goal is reported unreachable.",
-        default=0.0,
-        minimum=0,
-    )
-    field_list: tuple[str, ...] = option(
-        "FieldList", "Fields whose values form the sampler key.", default=()
-    )
-    max_keys: int = option(
-        "MaxKeys",
-        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
-        "one rate.",
-        default=0,
-        minimum=0,
-    )
-    use_trace_length: bool = option(
-        "UseTraceLength", "Append the trace's span count to the key.", default=False
-    )
+    adjustment_interval: Seconds = option(**_ADJUSTMENT_INTERVAL)
+    weight: float = option(**_WEIGHT)
+    age_out_value: float = option(**_AGE_OUT_VALUE)
+    burst_multiple: float = option(**_BURST_MULTIPLE)
+    burst_detection_delay: int = option(**_BURST_DETECTION_DELAY)
+    per_key_max_share: float = option(**_PER_KEY_MAX_SHARE)
+    per_key_min_per_sec: float = option(**_PER_KEY_MIN_PER_SEC)
+    field_list: tuple[str, ...] = option(**_OPTIONAL_FIELD_LIST)
+    max_keys: int = option(**_MAX_KEYS)
+    use_trace_length: bool = option(**_USE_TRACE_LENGTH)
     line: int = 0
 
 
@@ -283,50 +271,13 @@ class WindowedThroughputSpec:
         default=Seconds(0.0),
         minimum=0,
     )
-    goal_throughput_per_sec: int = option(
-        "GoalThroughputPerSec",
-        "Kept spans per second to aim for (per node unless UseClusterSize).",
-        default=100,
-        minimum=1,
-    )
-    use_cluster_size: bool = option(
-        "UseClusterSize",
-        "Treat the goal as cluster-wide and divide it by the number of nodes.",
-        default=False,
-    )
-    per_key_max_share: float = option(
-        "PerKeyMaxShare",
-        "refinery_py only. The largest share (0 < share ≤ 1) of the kept-span budget any one key "
-        "may take, so a noisy customer cannot crowd the others out; key the sampler on the "
-        "customer field to make it per customer. 1 (the default) sets no cap. When the caps "
-        "leave budget that traffic could fill unused, the goal is reported unreachable.",
-        default=1.0,
-        exclusive_minimum=0,
-        maximum=1,
-    )
-    per_key_min_per_sec: float = option(
-        "PerKeyMinPerSec",
-        "refinery_py only. Kept spans per second every active key is allotted at least (all its "
-        "spans if it sends fewer) before the rest of the goal is shared out; per cluster under "
-        "UseClusterSize, like the goal. 0 (the default) sets no floor beyond one trace per key "
-        "per window. When keys × this exceeds the goal, the floors are scaled down to fit and "
-        "the goal is reported unreachable.",
-        default=0.0,
-        minimum=0,
-    )
-    field_list: tuple[str, ...] = option(
-        "FieldList", "Fields whose values form the sampler key.", default=()
-    )
-    max_keys: int = option(
-        "MaxKeys",
-        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
-        "one rate.",
-        default=0,
-        minimum=0,
-    )
-    use_trace_length: bool = option(
-        "UseTraceLength", "Append the trace's span count to the key.", default=False
-    )
+    goal_throughput_per_sec: int = option(**_GOAL_THROUGHPUT)
+    use_cluster_size: bool = option(**_USE_CLUSTER_SIZE)
+    per_key_max_share: float = option(**_PER_KEY_MAX_SHARE)
+    per_key_min_per_sec: float = option(**_PER_KEY_MIN_PER_SEC)
+    field_list: tuple[str, ...] = option(**_OPTIONAL_FIELD_LIST)
+    max_keys: int = option(**_MAX_KEYS)
+    use_trace_length: bool = option(**_USE_TRACE_LENGTH)
     line: int = 0
 
 
@@ -334,56 +285,19 @@ class WindowedThroughputSpec:
 class TotalThroughputSpec:
     """Refinery's TotalThroughputSampler: a fixed throughput budget shared out per key."""
 
-    goal_throughput_per_sec: int = option(
-        "GoalThroughputPerSec",
-        "Kept spans per second to aim for (per node unless UseClusterSize).",
-        default=100,
-        minimum=1,
-    )
-    use_cluster_size: bool = option(
-        "UseClusterSize",
-        "Treat the goal as cluster-wide and divide it by the number of nodes.",
-        default=False,
-    )
+    goal_throughput_per_sec: int = option(**_GOAL_THROUGHPUT)
+    use_cluster_size: bool = option(**_USE_CLUSTER_SIZE)
     clear_frequency: Seconds = option(
         "ClearFrequency",
         "How often counts are reset and new rates computed.",
         default=Seconds(30.0),
         exclusive_minimum=0,
     )
-    per_key_max_share: float = option(
-        "PerKeyMaxShare",
-        "refinery_py only. The largest share (0 < share ≤ 1) of the kept-span budget any one key "
-        "may take, so a noisy customer cannot crowd the others out; key the sampler on the "
-        "customer field to make it per customer. 1 (the default) sets no cap. When the caps "
-        "leave budget that traffic could fill unused, the goal is reported unreachable.",
-        default=1.0,
-        exclusive_minimum=0,
-        maximum=1,
-    )
-    per_key_min_per_sec: float = option(
-        "PerKeyMinPerSec",
-        "refinery_py only. Kept spans per second every active key is allotted at least (all its "
-        "spans if it sends fewer) before the rest of the goal is shared out; per cluster under "
-        "UseClusterSize, like the goal. 0 (the default) sets no floor beyond one trace per key "
-        "per window. When keys × this exceeds the goal, the floors are scaled down to fit and "
-        "the goal is reported unreachable.",
-        default=0.0,
-        minimum=0,
-    )
-    field_list: tuple[str, ...] = option(
-        "FieldList", "Fields whose values form the sampler key.", required=True
-    )
-    max_keys: int = option(
-        "MaxKeys",
-        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
-        "one rate.",
-        default=0,
-        minimum=0,
-    )
-    use_trace_length: bool = option(
-        "UseTraceLength", "Append the trace's span count to the key.", default=False
-    )
+    per_key_max_share: float = option(**_PER_KEY_MAX_SHARE)
+    per_key_min_per_sec: float = option(**_PER_KEY_MIN_PER_SEC)
+    field_list: tuple[str, ...] = option(**_REQUIRED_FIELD_LIST)
+    max_keys: int = option(**_MAX_KEYS)
+    use_trace_length: bool = option(**_USE_TRACE_LENGTH)
     line: int = 0
 
 
