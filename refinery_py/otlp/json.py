@@ -7,7 +7,6 @@ through the same decode path. The conversion itself is `json_codec`'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -43,10 +42,3 @@ def message_to_json_dict(message: Message) -> dict[str, Any]:
 def request_to_json(body: bytes) -> bytes:
     """A serialized ExportTraceServiceRequest as one line of OTLP JSON (no trailing newline)."""
     return orjson.dumps(message_to_json(ExportTraceServiceRequest.FromString(body)))
-
-
-def requests_from_json_lines(lines: Iterable[bytes]) -> Iterable[bytes]:
-    """Protobuf requests from OTLP JSON lines (the Collector file exporter's format)."""
-    for line in lines:
-        if line.strip():
-            yield json_to_protobuf(line)
