@@ -225,9 +225,10 @@ class StoreWriter:
         """
         cutoff_ns = int((self.clock() - self.retention) * 1e9)
         by_age = delete_stored_before(self.conn, cutoff_ns, RETENTION_MAX_ROWS)
-        self.rows -= by_age
         by_size = delete_oldest_over(self.conn, self.max_bytes, RETENTION_MAX_ROWS)
-        self.rows -= by_size
+        # Recounted rather than tracked: a node's workers share the file, and each inserts and
+        # deletes rows the others cannot see in their own counts.
+        self.rows = self.conn.execute("SELECT count(*) FROM traces").fetchone()[0]
         return by_age, by_size
 
     def used_bytes(self) -> int:

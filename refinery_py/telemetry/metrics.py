@@ -165,7 +165,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self.store_rows = Gauge("refinery_store_rows", "Traces in the embedded store.", registry=r)
+        self.store_rows = Gauge(
+            "refinery_store_rows",
+            "Traces in the embedded store file (every worker reports the whole shared file).",
+            registry=r,
+        )
         self.store_bytes = Gauge(
             "refinery_store_bytes",
             "Bytes of the store file holding data (free pages and the WAL not included).",

@@ -108,6 +108,16 @@ def query_cli(*argv: str) -> Any:
     return json.loads(completed.stdout)
 
 
+def store_rows_reported(node: RefineryProcess) -> set[float]:
+    """The distinct values of `refinery_store_rows` across the node's workers."""
+    _, body = node.get("/metrics")
+    return {
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line.startswith(("refinery_store_rows{", "refinery_store_rows "))
+    }
+
+
 def test_kept_traces_are_stored_and_queryable_per_customer(tmp_path: Path) -> None:
     store = tmp_path / "data" / "traces.db"
     config = write_store_config(tmp_path, store)
@@ -218,7 +228,11 @@ def test_kept_traces_are_stored_and_queryable_per_customer(tmp_path: Path) -> No
         )
         assert errors_a
         assert {t["trace_id"] for t in from_cli["traces"]} == errors_a
-        assert node.metric("refinery_store_rows") == len(kept_ids)
+        # Every worker reports the shared file's rows, recounted at each retention pass (1 s).
+        wait_until(
+            lambda: store_rows_reported(node) == {len(kept_ids)},
+            what="every worker reports the file's rows",
+        )
         assert node.terminate() == 0
 
     # After a clean shutdown the file answers the same questions without a server.
