@@ -62,8 +62,11 @@ class OtlpExportSettings:
     )
     batch_timeout: Seconds = option(
         "batch_timeout",
-        "Longest a kept trace waits for its batch to fill before it is sent anyway.",
-        default=Seconds(0.1),
+        "Longest a kept trace waits for its batch to fill before it is sent anyway. Traces are"
+        " decided in ticks (every 50 ms) and a tick's kept traces leave together, so 0 (send"
+        " each tick's traces at once) already batches; raise it to trade latency for fewer"
+        " requests.",
+        default=Seconds(0.0),
         minimum=0,
     )
     queue_max_bytes: ByteSize = option(

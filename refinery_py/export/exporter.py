@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from refinery_py.export.backoff import RetryPolicy
@@ -44,9 +46,11 @@ class OtlpExporter:
     Every span offered ends counted under exactly one outcome of `refinery_export_spans`: `sent`,
     `rejected`, `dropped_queue_full`, `dropped_retries_exhausted` or `dropped_shutdown`.
 
-    Defaults follow the OpenTelemetry Collector: 8192-span batches cut after at most 200 ms, 5 s
-    initial and 30 s maximum backoff, a 300 s retry budget. `batch_max_bytes` stays under the
-    4 MiB gRPC servers accept by default. `rng` drives the jitter; seed it for reproducible waits.
+    Defaults follow the OpenTelemetry Collector (8192-span batches, 5 s initial and 30 s maximum
+    backoff, a 300 s retry budget) except the timeout: 0, because whatever is offered without an
+    await in between (a decision tick's kept traces) is already queued when the batcher runs.
+    `batch_max_bytes` stays under the 4 MiB gRPC servers accept by default. `rng` drives the
+    jitter; seed it for reproducible waits.
     """
 
     def __init__(
@@ -62,7 +66,7 @@ class OtlpExporter:
         insecure: bool = False,
         batch_max_spans: int = 8192,
         batch_max_bytes: int = 3 * MiB,
-        batch_timeout: float = 0.2,
+        batch_timeout: float = 0.0,
         queue_max_bytes: int = 256 * MiB,
         concurrency: int = 4,
         retry_initial_interval: float = 5.0,
@@ -187,9 +191,10 @@ class OtlpExporter:
                 return
             traces = self._queue.pop_batch(self._batch_max_spans, self._batch_max_bytes)
             self._ledger.queued(self._queue.spans, self._queue.bytes)
-            task = asyncio.create_task(self._send(traces), name=f"{self.name}-send")
+            unsent = _Unsent(sum(trace.span_count for trace in traces))
+            task = asyncio.create_task(self._send(traces, unsent), name=f"{self.name}-send")
             self._in_flight.add(task)
-            task.add_done_callback(self._sent)
+            task.add_done_callback(functools.partial(self._sent, unsent))
 
     async def _batch_ready(self) -> bool:
         """Wait until a batch should be cut; False when closing with nothing left to send."""
@@ -215,23 +220,32 @@ class OtlpExporter:
         queue = self._queue
         return queue.spans >= self._batch_max_spans or queue.bytes >= self._batch_max_bytes
 
-    async def _send(self, traces: list[EncodedSpans]) -> None:
-        unsent = sum(trace.span_count for trace in traces)
+    async def _send(self, traces: list[EncodedSpans], unsent: _Unsent) -> None:
         try:
             for request in build_requests(traces, self._batch_max_bytes):
                 await self._delivery.deliver(request)
-                unsent -= request.span_count
-        except asyncio.CancelledError:
-            self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, unsent)
-            raise
+                unsent.spans -= request.span_count
         except Exception:
             # Only a payload the codec cannot re-frame gets here; the backend would refuse it too.
             logger.exception("exporter %s: could not build a request", self.name)
-            self._ledger.spans(SpanOutcome.REJECTED, unsent)
+            self._ledger.spans(SpanOutcome.REJECTED, unsent.spans)
+            unsent.spans = 0
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
+    def _sent(self, unsent: _Unsent, task: asyncio.Task[None]) -> None:
+        # Counted here rather than in `_send`: a task cancelled before its first step never runs
+        # its body, and its spans must still end in an outcome.
+        if unsent.spans:
+            self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, unsent.spans)
+            unsent.spans = 0
         self._in_flight.discard(task)
         self._slots.release()
+
+
+@dataclass(slots=True)
+class _Unsent:
+    """Spans of one sending task not yet delivered (or counted otherwise)."""
+
+    spans: int
 
 
 def _make_transport(

@@ -72,6 +72,23 @@ async def test_a_lone_trace_leaves_after_batch_timeout_without_close(
     assert span_outcomes(metrics)["sent"] == 3
 
 
+async def test_with_no_batch_timeout_traces_offered_together_leave_in_one_request(
+    backend: RecordingBackend, metrics: Metrics
+) -> None:
+    # The pipeline offers a tick's kept traces without yielding to the event loop; a zero
+    # timeout must still send them as one request, not one request per trace.
+    exporter = exporter_for(backend, metrics, batch_timeout=0.0, batch_max_spans=10_000)
+    await exporter.start()
+    try:
+        for n in range(30):
+            exporter.offer(kept_trace(n, 2))
+        await backend.wait_for("spans", 60)
+    finally:
+        await exporter.close(timeout=10)
+    assert len(backend.accepted) == 1
+    assert span_outcomes(metrics)["sent"] == 60
+
+
 async def test_close_flushes_traces_the_batch_timeout_would_still_hold(
     backend: RecordingBackend, metrics: Metrics
 ) -> None:

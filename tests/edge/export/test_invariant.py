@@ -76,3 +76,19 @@ async def test_each_offered_span_is_counted_exactly_once(
     assert len(arrived) <= outcomes["sent"] + outcomes["rejected"] + outcomes["dropped_shutdown"]
     if close_timeout:
         assert outcomes["dropped_shutdown"] == 0
+
+
+async def test_spans_of_batches_cut_just_before_close_gives_up_are_counted(
+    backend: RecordingBackend, metrics: Metrics
+) -> None:
+    exporter = exporter_for(backend, metrics, batch_max_spans=1, concurrency=4)
+    await exporter.start()
+    for n in range(3):
+        exporter.offer(kept_trace(n, 2))
+    # One turn of the loop lets the batcher cut batches and create their sending tasks; close()
+    # then gives up at once and cancels them, wherever they are (not started, mid-request).
+    await asyncio.sleep(0)
+    await exporter.close(timeout=0.0)
+    outcomes = span_outcomes(metrics)
+    assert sum(outcomes.values()) == 6
+    assert outcomes["dropped_shutdown"] + outcomes["sent"] == 6
