@@ -107,6 +107,7 @@ class Node:
                     retry_max_elapsed=otlp.retry_max_elapsed,
                 )
             )
+        workers = len(self.role.members) if self.role is not None else 1
         self.store: StoreExporter | None = None
         self.store_reader: StoreReader | None = None
         if settings.store.path is not None:
@@ -115,6 +116,7 @@ class Node:
                 metrics=self.metrics,
                 retention=settings.store.retention,
                 max_size=settings.store.max_size,
+                queue_max_bytes=max(1, settings.store.queue_max_bytes // workers),
             )
             self.store_reader = StoreReader(settings.store.path)
             self.exporters.append(self.store)
@@ -126,7 +128,6 @@ class Node:
                 traces.effective_decision_cache_ttl, traces.decision_cache_max_memory
             ),
         )
-        workers = len(self.role.members) if self.role is not None else 1
         self.peers: list[OtlpExporter] = []
         forwarder = None
         if self.role is not None:
@@ -165,7 +166,7 @@ class Node:
                 metrics=self.metrics,
                 max_file_bytes=settings.record.max_file_size,
                 max_total_bytes=settings.record.max_total_size,
-                queue_max_bytes=settings.record.queue_max_bytes // workers,
+                queue_max_bytes=max(1, settings.record.queue_max_bytes // workers),
                 file_prefix=f"traces-w{self.role.index}-" if self.role is not None else "traces-",
             )
             if settings.record.dir

@@ -149,6 +149,13 @@ class StoreSettings:
         default=ByteSize(GiB),
         exclusive_minimum=0,
     )
+    queue_max_bytes: ByteSize = option(
+        "queue_max_bytes",
+        "Kept traces waiting for the store's writer thread, in bytes (shared by a node's workers);"
+        " past it, traces are dropped from the store and counted, never from the export.",
+        default=ByteSize(64 * MiB),
+        exclusive_minimum=0,
+    )
     line: int = 0
 
 

@@ -56,6 +56,7 @@ store:
   path: /var/lib/refinery-py/traces.db
   retention: 12h
   max_size: 10GiB
+  queue_max_bytes: 16MiB
 api:
   token: s3cret
 logging:
@@ -90,6 +91,7 @@ def test_no_file_means_built_in_defaults() -> None:
     assert settings.store.path == "./refinery-data/traces.db"
     assert settings.store.retention == 86400.0
     assert settings.store.max_size == 1024 * MiB
+    assert settings.store.queue_max_bytes == 64 * MiB
     assert settings.api.token is None
     assert settings.logging.level == "info"
     assert settings.logging.format == "text"
@@ -134,6 +136,7 @@ def test_a_file_with_every_key() -> None:
     assert settings.store.path == "/var/lib/refinery-py/traces.db"
     assert settings.store.retention == 12 * 3600.0
     assert settings.store.max_size == 10 * 1024 * MiB
+    assert settings.store.queue_max_bytes == 16 * MiB
     assert settings.api.token == "s3cret"
     assert (settings.logging.level, settings.logging.format) == ("debug", "json")
     assert settings.traces.line == 8
@@ -144,7 +147,7 @@ def test_exporter_defaults() -> None:
     otlp = parse_settings("export:\n  otlp:\n    endpoint: collector:4317\n", "c.yaml").export.otlp
     assert otlp is not None
     assert (otlp.protocol, otlp.compression, otlp.headers) == ("grpc", "gzip", {})
-    assert (otlp.timeout, otlp.batch_timeout) == (10.0, 0.1)
+    assert (otlp.timeout, otlp.batch_timeout) == (10.0, 0.0)
     assert (otlp.batch_max_spans, otlp.batch_max_bytes) == (8192, 3 * MiB)
     assert otlp.queue_max_bytes == 256 * MiB
     assert (otlp.retry_initial_interval, otlp.retry_max_interval) == (1.0, 30.0)
