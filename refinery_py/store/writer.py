@@ -44,6 +44,21 @@ WHERE id = ?
 """
 
 
+def _span_columns(facts: TraceFacts) -> tuple[str, str, str, int, int, int, str, str, int]:
+    """The columns from service to span_count, in the order both statements above list them."""
+    return (
+        facts.service,
+        facts.name,
+        facts.route,
+        facts.start_ns,
+        facts.duration_ns,
+        int(facts.error),
+        facts.error_name,
+        facts.error_message,
+        facts.span_count,
+    )
+
+
 @dataclass(slots=True)
 class WriteOutcome:
     """What became of one batch: traces inserted or merged, and the ones that could not be."""
@@ -163,15 +178,7 @@ class StoreWriter:
             (
                 trace.trace_id,
                 trace.customer,
-                facts.service,
-                facts.name,
-                facts.route,
-                facts.start_ns,
-                facts.duration_ns,
-                int(facts.error),
-                facts.error_name,
-                facts.error_message,
-                facts.span_count,
+                *_span_columns(facts),
                 facts.sample_rate or max(trace.decision.rate, 1),
                 trace.decision.reason,
                 trace.send_reason.value,
@@ -199,15 +206,7 @@ class StoreWriter:
             _UPDATE_TRACE,
             (
                 customer or item.trace.customer,
-                facts.service,
-                facts.name,
-                facts.route,
-                facts.start_ns,
-                facts.duration_ns,
-                int(facts.error),
-                facts.error_name,
-                facts.error_message,
-                facts.span_count,
+                *_span_columns(facts),
                 facts.sample_rate or sample_rate,
                 len(body),
                 row_id,
