@@ -14,36 +14,24 @@ growing after the decision overshoot its goal, Refinery issue #1567).
 from __future__ import annotations
 
 from refinery_py.config.rules_spec import EMAThroughputSpec
-from refinery_py.decide.allotment import Allotment
 from refinery_py.decide.ema import BurstDetector, MovingAverages
-from refinery_py.decide.keyed import KeyedSampler
-from refinery_py.decide.throughput import ThroughputGoal, ThroughputOptions
-from refinery_py.decide.trace_key import TraceKey
+from refinery_py.decide.throughput import ThroughputSampler
 
 
-class EMAThroughputSampler(KeyedSampler):
+class EMAThroughputSampler(ThroughputSampler):
     """EMAThroughputSampler over an EMAThroughputSpec; `name` identifies it."""
 
     kind = "EMAThroughputSampler"
     reason = "emathroughput"
 
-    __slots__ = ("_averages", "_bursts_detector", "_goal")
+    __slots__ = ("_averages", "_bursts_detector")
 
     def __init__(self, spec: EMAThroughputSpec, name: str) -> None:
         super().__init__(
-            name=name,
-            key=TraceKey(spec.field_list, spec.use_trace_length),
-            interval=spec.adjustment_interval,
-            max_keys=spec.max_keys,
-            initial_rate=spec.initial_sample_rate,
+            spec, name, interval=spec.adjustment_interval, initial_rate=spec.initial_sample_rate
         )
-        self._goal = ThroughputGoal(ThroughputOptions.of(spec))
         self._averages = MovingAverages(spec.weight, spec.age_out_value)
         self._bursts_detector = BurstDetector(spec.burst_multiple, spec.burst_detection_delay)
-
-    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
-        """Nodes sharing the goal; takes effect at the next recomputation."""
-        self._goal.set_cluster_size(nodes, workers)
 
     def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
         averages = self._averages
@@ -66,12 +54,3 @@ class EMAThroughputSampler(KeyedSampler):
     def _skip(self, windows: int) -> None:
         self._bursts_detector.intervals += windows
         self._burst_at = self._bursts_detector.threshold(self._averages)
-
-    def _target(self, spans: int, elapsed: float) -> float:
-        return self._goal.budget(elapsed)
-
-    def _goal_text(self) -> str:
-        return self._goal.text()
-
-    def _achievable(self, kept_spans: float, allotment: Allotment) -> str:
-        return self._goal.achievable(kept_spans, self._interval)

@@ -1,4 +1,5 @@
-"""The goal of the three throughput samplers: kept spans per second, and per-key fairness.
+"""The goal of the three throughput samplers (kept spans per second, and per-key fairness),
+and the base class they share.
 
 `GoalThroughputPerSec` counts spans, as in Refinery: a trace of 30 spans uses 30 of it. With
 `UseClusterSize` the goal is for the whole cluster and each node aims for goal / nodes (at least
@@ -29,6 +30,11 @@ from refinery_py.config.rules_spec import (
     TotalThroughputSpec,
     WindowedThroughputSpec,
 )
+from refinery_py.decide.allotment import Allotment
+from refinery_py.decide.keyed import KeyedSampler
+from refinery_py.decide.trace_key import TraceKey
+
+ThroughputSpec = EMAThroughputSpec | WindowedThroughputSpec | TotalThroughputSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +47,7 @@ class ThroughputOptions:
     per_key_max_share: float
 
     @classmethod
-    def of(
-        cls, spec: EMAThroughputSpec | WindowedThroughputSpec | TotalThroughputSpec
-    ) -> ThroughputOptions:
+    def of(cls, spec: ThroughputSpec) -> ThroughputOptions:
         return cls(
             spec.goal_throughput_per_sec,
             spec.use_cluster_size,
@@ -103,3 +107,38 @@ class ThroughputGoal:
 
     def achievable(self, kept_spans: float, seconds: float) -> str:
         return f"{kept_spans / seconds:.1f} spans/s"
+
+
+class ThroughputSampler(KeyedSampler):
+    """A keyed sampler whose window target is a `ThroughputGoal` (the three throughput samplers).
+
+    Subclasses plan their windows (`_close`); the goal, its text in reports and the cluster size
+    it is divided by live here.
+    """
+
+    __slots__ = ("_goal",)
+
+    def __init__(
+        self, spec: ThroughputSpec, name: str, *, interval: float, initial_rate: int
+    ) -> None:
+        super().__init__(
+            name=name,
+            key=TraceKey(spec.field_list, spec.use_trace_length),
+            interval=interval,
+            max_keys=spec.max_keys,
+            initial_rate=initial_rate,
+        )
+        self._goal = ThroughputGoal(ThroughputOptions.of(spec))
+
+    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
+        """Nodes sharing the goal; takes effect at the next recomputation."""
+        self._goal.set_cluster_size(nodes, workers)
+
+    def _target(self, spans: int, elapsed: float) -> float:
+        return self._goal.budget(elapsed)
+
+    def _goal_text(self) -> str:
+        return self._goal.text()
+
+    def _achievable(self, kept_spans: float, allotment: Allotment) -> str:
+        return self._goal.achievable(kept_spans, self._period)

@@ -15,33 +15,20 @@ in, so the goal is met on the spans that actually leave the node (Refinery issue
 from __future__ import annotations
 
 from refinery_py.config.rules_spec import TotalThroughputSpec
-from refinery_py.decide.allotment import Allotment, Demand
-from refinery_py.decide.keyed import KeyedSampler
-from refinery_py.decide.throughput import ThroughputGoal, ThroughputOptions
-from refinery_py.decide.trace_key import TraceKey
+from refinery_py.decide.allotment import Demand
+from refinery_py.decide.throughput import ThroughputSampler
 
 
-class TotalThroughputSampler(KeyedSampler):
+class TotalThroughputSampler(ThroughputSampler):
     """TotalThroughputSampler over a TotalThroughputSpec; `name` identifies it."""
 
     kind = "TotalThroughputSampler"
     reason = "totalthroughput"
 
-    __slots__ = ("_goal",)
+    __slots__ = ()
 
     def __init__(self, spec: TotalThroughputSpec, name: str) -> None:
-        super().__init__(
-            name=name,
-            key=TraceKey(spec.field_list, spec.use_trace_length),
-            interval=spec.clear_frequency,
-            max_keys=spec.max_keys,
-            initial_rate=1,
-        )
-        self._goal = ThroughputGoal(ThroughputOptions.of(spec))
-
-    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
-        """Nodes sharing the goal; takes effect at the next recomputation."""
-        self._goal.set_cluster_size(nodes, workers)
+        super().__init__(spec, name, interval=spec.clear_frequency, initial_rate=1)
 
     def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
         if not counts:
@@ -56,12 +43,3 @@ class TotalThroughputSampler(KeyedSampler):
             min_per_key=goal.min_per_key(interval),
             max_share=goal.max_share,
         )
-
-    def _target(self, spans: int, elapsed: float) -> float:
-        return self._goal.budget(elapsed)
-
-    def _goal_text(self) -> str:
-        return self._goal.text()
-
-    def _achievable(self, kept_spans: float, allotment: Allotment) -> str:
-        return self._goal.achievable(kept_spans, self._interval)

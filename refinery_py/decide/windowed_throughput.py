@@ -25,31 +25,22 @@ from __future__ import annotations
 from collections import deque
 
 from refinery_py.config.rules_spec import WindowedThroughputSpec
-from refinery_py.decide.allotment import Allotment, Demand
-from refinery_py.decide.keyed import KeyedSampler
-from refinery_py.decide.throughput import ThroughputGoal, ThroughputOptions
-from refinery_py.decide.trace_key import TraceKey
+from refinery_py.decide.allotment import Demand
+from refinery_py.decide.throughput import ThroughputSampler
 
 _DEFAULT_LOOKBACK_BUCKETS = 30
 
 
-class WindowedThroughputSampler(KeyedSampler):
+class WindowedThroughputSampler(ThroughputSampler):
     """WindowedThroughputSampler over a WindowedThroughputSpec; `name` identifies it."""
 
     kind = "WindowedThroughputSampler"
     reason = "windowedthroughput"
 
-    __slots__ = ("_buckets", "_goal", "_lookback", "_sums")
+    __slots__ = ("_buckets", "_lookback", "_sums")
 
     def __init__(self, spec: WindowedThroughputSpec, name: str) -> None:
-        super().__init__(
-            name=name,
-            key=TraceKey(spec.field_list, spec.use_trace_length),
-            interval=spec.update_frequency,
-            max_keys=spec.max_keys,
-            initial_rate=1,
-        )
-        self._goal = ThroughputGoal(ThroughputOptions.of(spec))
+        super().__init__(spec, name, interval=spec.update_frequency, initial_rate=1)
         if spec.lookback_frequency > 0:
             # The small epsilon keeps 0.3s / 0.1s from rounding down to 2 buckets.
             buckets = int(spec.lookback_frequency / spec.update_frequency + 1e-9)
@@ -58,10 +49,6 @@ class WindowedThroughputSampler(KeyedSampler):
         self._lookback = max(1, buckets)
         self._buckets: deque[dict[str, list[int]]] = deque()
         self._sums: dict[str, list[int]] = {}
-
-    def set_cluster_size(self, nodes: int, workers: int = 1) -> None:
-        """Nodes sharing the goal; takes effect at the next recomputation."""
-        self._goal.set_cluster_size(nodes, workers)
 
     def _admit(self, key: str) -> bool:
         if len(self._counts) >= self._max_keys:
@@ -120,12 +107,3 @@ class WindowedThroughputSampler(KeyedSampler):
             return
         for _ in range(windows):
             self._push({})
-
-    def _target(self, spans: int, elapsed: float) -> float:
-        return self._goal.budget(elapsed)
-
-    def _goal_text(self) -> str:
-        return self._goal.text()
-
-    def _achievable(self, kept_spans: float, allotment: Allotment) -> str:
-        return self._goal.achievable(kept_spans, self._period)
