@@ -87,9 +87,9 @@ class Pipeline:
         self.tick = tick
         self.max_lag = max_lag
         self.dry_run = dry_run
+        """Export every trace, marked with what the rules decided, instead of dropping any."""
         self.forwarder = forwarder
         """Splits batches by owner when this process is one of several members (workers)."""
-        """Export every trace, marked with what the rules decided, instead of dropping any."""
         self.lag = 0.0
         """How late the last tick ran: the sign of an event loop that cannot keep up."""
         self._stopping = asyncio.Event()
