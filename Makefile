@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/refinery-py serve
 
-## make test: every quality gate and the whole test suite
-test: $(STAMP) lint typecheck
+## make test: every quality gate and the whole test suite (builds the real peers the tests run)
+test: $(STAMP) $(PEER) lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
