@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEER := bench/peers/bin/otelcol-bench
 
 .PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers clean docs
 
@@ -41,8 +42,6 @@ fmt: $(STAMP)
 
 ## make bench: refinery_py end to end beside the OpenTelemetry Collector's tail sampler (minutes)
 ## make bench-quick: the same in under a minute; what the figures mean: bench/README.md
-PEER := bench/peers/bin/otelcol-bench
-
 bench: $(STAMP) $(PEER)
 	$(BIN)/python -m bench.run
 
