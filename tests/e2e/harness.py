@@ -115,18 +115,26 @@ class RecordingBackend:
         return grouped
 
 
+_LIVE: list[RefineryProcess] = []
+"""Nodes running now: a wait that times out shows their logs and metrics."""
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Poll until `condition()` holds; fail with `what` after `timeout` seconds."""
+    """Poll until `condition()` holds; fail with `what` after `timeout` seconds, showing the log
+    and the metrics of every node the test is running."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
+            dumps = "\n".join(node.dump() for node in list(_LIVE))
+            raise AssertionError(f"timed out waiting for {what or condition}\n{dumps}")
         time.sleep(0.05)
 
 
 _LISTENING = re.compile(
-    r"(listening for OTLP/gRPC|listening for OTLP/HTTP|serving the API) on (\S+)"
+    r"(listening for OTLP/gRPC|listening for OTLP/HTTP|serving the API"
+    r"|listening for cluster peers) on (\S+)"
 )
+_ADVERTISED = re.compile(r"advertised as (\S+)\)")
 
 
 class RefineryProcess:
@@ -138,11 +146,17 @@ class RefineryProcess:
         rules: Path | None = None,
         cwd: Path | None = None,
         extra_args: list[str] | None = None,
+        *,
+        workers: int = 1,
     ) -> None:
         command = [sys.executable, "-m", "refinery_py", "serve", "--config", str(config)]
         if rules is not None:
             command += ["--rules", str(rules)]
-        command += extra_args or []
+        extra = list(extra_args or [])
+        if "--workers" not in extra:
+            # Pinned: the default (one per CPU) would make a test depend on the machine.
+            extra += ["--workers", str(workers)]
+        command += extra
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             command,
@@ -157,8 +171,16 @@ class RefineryProcess:
         self.addresses: dict[str, str] = {}
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
-        wait_until(lambda: len(self.addresses) == 3 or self.process.poll() is not None, 30, "start")
+        _LIVE.append(self)
+        try:
+            wait_until(
+                lambda: len(self.addresses) >= 3 or self.process.poll() is not None, 30, "start"
+            )
+        except AssertionError:
+            self.__exit__()
+            raise
         if self.process.poll() is not None:
+            self.__exit__()
             raise RuntimeError("refinery-py serve exited:\n" + "".join(self.log))
 
     def _read_log(self) -> None:
@@ -167,7 +189,10 @@ class RefineryProcess:
             self.log.append(line)
             match = _LISTENING.search(line)
             if match:
-                self.addresses[match.group(1)] = match.group(2)
+                self.addresses[match.group(1)] = match.group(2).rstrip(",")
+            advertised = _ADVERTISED.search(line)
+            if advertised:
+                self.addresses["advertised"] = advertised.group(1)
 
     @property
     def grpc_endpoint(self) -> str:
@@ -180,6 +205,26 @@ class RefineryProcess:
     @property
     def api(self) -> str:
         return "http://" + self.addresses["serving the API"]
+
+    @property
+    def peer(self) -> str:
+        """The node's name in its cluster (its advertised peer address)."""
+        return self.addresses["advertised"]
+
+    def dump(self) -> str:
+        """The node's log (its end) and its metrics, for a failing test's report."""
+        try:
+            _, metrics = self.get("/metrics")
+            text = metrics.decode()
+        except OSError as exc:
+            text = f"(metrics unavailable: {exc})"
+        wanted = [line for line in text.splitlines() if line.startswith("refinery_")]
+        return (
+            f"---- node {self.addresses.get('serving the API', '?')} log (last 80 lines) ----\n"
+            + "".join(self.log[-80:])
+            + "---- its refinery_ metrics ----\n"
+            + "\n".join(wanted)
+        )
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -209,6 +254,8 @@ class RefineryProcess:
         return self
 
     def __exit__(self, *_: object) -> None:
+        if self in _LIVE:
+            _LIVE.remove(self)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
