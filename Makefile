@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PEER := bench/peers/bin/otelcol-bench
 
-.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers clean docs
+.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers clean docs system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery_py needs Python 3.11+"'
@@ -18,9 +18,24 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/refinery-py serve
 
-## make test: every quality gate and the whole test suite (builds the real peers the tests run)
-test: $(STAMP) $(PEER) lint typecheck
+## make test: every quality gate and the whole test suite (builds the real peers the tests run,
+## installs the Debian packages of the real servers they start)
+test: $(STAMP) $(PEER) system-deps lint typecheck
 	$(BIN)/python -m pytest
+
+# Servers the tests run for real, as command:debian-package; apt-get installs what is missing.
+SYSTEM_DEPS := redis-server:redis-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+system-deps:
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  command -v "$${dep%%:*}" >/dev/null 2>&1 || missing="$$missing $${dep#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

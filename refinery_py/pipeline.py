@@ -15,13 +15,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from refinery_py.assemble import BufferedTrace, DecisionCache, TraceBuffer
+from refinery_py.assemble import Arrivals, BufferedTrace, DecisionCache, TraceBuffer
 from refinery_py.assemble.buffer import LateSpans
-from refinery_py.cluster.forwarding import Forwarder
+from refinery_py.cluster.forwarding import MAX_HOPS, Forwarder
+from refinery_py.cluster.ownership import Placement
 from refinery_py.model import (
     ACCEPTED,
     Admission,
     Decision,
+    HandedOffDecision,
+    HandedOffTrace,
+    Handoff,
     KeptTrace,
     SendReason,
     SpanBatch,
@@ -31,7 +35,6 @@ from refinery_py.model import (
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.frame import encode_kept_trace
 from refinery_py.otlp.span_view import WireTrace
-from refinery_py.receive.intake import PEER
 from refinery_py.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,13 @@ class Pipeline:
         self.dry_run = dry_run
         """Export every trace, marked with what the rules decided, instead of dropping any."""
         self.forwarder = forwarder
-        """Splits batches by owner when this process is one of several members (workers)."""
+        """Routes spans by owner when this process shares the traces with other workers or
+        nodes; None for a node of one worker on its own."""
+        if forwarder is not None:
+            forwarder.on_own_handoff = lambda handoff: self._adopt(handoff, self.clock())
+        self._misplaced: set[bytes] = set()
+        """Traces kept at the hop limit although another member owns them (see Forwarder)."""
+        self._last_misplaced_check = 0.0
         self.lag = 0.0
         """How late the last tick ran: the sign of an event loop that cannot keep up."""
         self._stopping = asyncio.Event()
@@ -102,29 +111,75 @@ class Pipeline:
     # ---- intake -------------------------------------------------------------------------
 
     def accept(self, batch: SpanBatch, protocol: str) -> Admission:
-        """Buffer a batch, or refuse all of it when the node is overloaded.
+        """Buffer a batch from a front door, or refuse all of it when the node is overloaded.
 
-        With a forwarder, spans of traces another member owns are forwarded to it first (spans
-        that came from a member, protocol `peer`, are ours by construction).
+        With a forwarder, spans of traces another worker or node owns are queued for it first;
+        if its queue has no room the whole batch is refused (the sender retries).
         """
+        refusal = self._overloaded()
+        if refusal is not None:
+            return refusal
+        if self.forwarder is not None:
+            routed = self.forwarder.route(batch)
+            if routed.refused:
+                return Admission(False, retry_after=1.0, message=routed.refused)
+            batch = routed.local
+        if batch.spans:
+            self._buffer(batch, self.clock())
+        return ACCEPTED
+
+    def accept_forwarded(self, batch: SpanBatch, hops: int) -> Admission:
+        """Spans another member forwarded: ours are buffered, others passed on (see Forwarder)."""
+        refusal = self._overloaded()
+        if refusal is not None:
+            return refusal
+        if self.forwarder is not None:
+            routed = self.forwarder.route(batch, hops)
+            if routed.refused:
+                return Admission(False, retry_after=1.0, message=routed.refused)
+            batch = routed.local
+            if routed.misplaced:
+                self._misplaced.update(routed.misplaced)
+                self.metrics.misplaced_spans.inc(
+                    sum(1 for t in batch.trace_ids if t in routed.misplaced)
+                )
+        if batch.spans:
+            self._buffer(batch, self.clock())
+        return ACCEPTED
+
+    def adopt(self, handoff: Handoff, hops: int) -> Admission:
+        """Traces and decisions handed over by their previous owner. Never refused: the cluster
+        already holds these spans, and refusing would only keep them where they do not belong."""
+        if self.forwarder is not None:
+            self.forwarder.count_received_handoff(handoff)
+            mine = self.forwarder.hand_off(handoff.traces, handoff.decisions, hops)
+            if hops >= MAX_HOPS:
+                self._misplaced.update(
+                    t.trace_id for t in mine.traces if not self.forwarder.owns(t.trace_id)
+                )
+            handoff = mine
+        self._adopt(handoff, self.clock())
+        return ACCEPTED
+
+    def adopt_leftovers(self, handoff: Handoff) -> None:
+        """Keep what could not reach its owner before shutdown: it is decided here."""
+        if handoff:
+            self._adopt(handoff, self.clock())
+
+    def _overloaded(self) -> Admission | None:
         if self.lag > self.max_lag:
             return Admission(
                 False,
                 retry_after=max(1.0, self.lag),
                 message=f"overloaded: decisions are running {self.lag:.1f}s behind",
             )
-        if self.forwarder is not None and protocol != PEER:
-            if self.forwarder.congested:
-                return Admission(
-                    False,
-                    retry_after=1.0,
-                    message="overloaded: spans for another worker or node are queueing up",
-                )
-            batch = self.forwarder.keep_local(batch)
-            if not batch.spans:
-                return ACCEPTED
-        now = self.clock()
+        return None
+
+    def _buffer(self, batch: SpanBatch, now: float) -> None:
         arrivals = self.buffer.add(batch, now)
+        self._settle(arrivals, now)
+
+    def _settle(self, arrivals: Arrivals, now: float) -> None:
         for trace_id, late in arrivals.late.items():
             self._forward_late(trace_id, late, now)
         for trace in arrivals.over_limit:
@@ -134,7 +189,92 @@ class Pipeline:
             # complete anyway, and ingest keeps flowing. Free a margin so this is not per-batch.
             for trace in self.buffer.eject(int(self.max_memory * 0.9)):
                 self._decide(trace, now)
-        return ACCEPTED
+
+    def _adopt(self, handoff: Handoff, now: float) -> None:
+        decisions = self.decisions
+        for handed in handoff.decisions:
+            if decisions.get(handed.trace_id) is None:
+                decisions.record(handed.trace_id, handed.decision, handed.send_reason, now)
+            # Spans that reached us before the decision did are late spans of a decided trace.
+            early = self.buffer.take(handed.trace_id)
+            if early is not None:
+                cached = decisions.get(handed.trace_id)
+                assert cached is not None
+                self._forward_late(
+                    handed.trace_id, LateSpans(cached, early.spans, early.origins), now
+                )
+        if handoff.traces:
+            self._settle(self.buffer.adopt(handoff.traces, now), now)
+
+    # ---- owners change ------------------------------------------------------------------
+
+    def set_placement(self, placement: Placement) -> None:
+        """Owners changed: hand every trace and decision we no longer own to its new owner.
+
+        Undecided traces keep their deadlines (they travel with their ages); remembered decisions
+        go along so late spans still follow them.
+        """
+        forwarder = self.forwarder
+        if forwarder is None:
+            return
+        now = self.clock()
+        mine = forwarder.set_placement(placement)
+        owns = forwarder.owns
+        traces = [
+            HandedOffTrace(
+                trace.trace_id,
+                trace.spans,
+                trace.origins,
+                trace.root_index,
+                now - trace.first_seen,
+                now - trace.root_seen if trace.root_index >= 0 else None,
+            )
+            for trace in self.buffer.release(owns)
+        ]
+        decisions = [
+            HandedOffDecision(trace_id, cached.decision, cached.send_reason, age)
+            for trace_id, cached, age in self.decisions.release(owns, now)
+        ]
+        local = forwarder.hand_off(traces, decisions)
+        mine.traces.extend(local.traces)
+        mine.decisions.extend(local.decisions)
+        self._adopt(mine, now)
+        self._misplaced.clear()
+        self._publish_gauges()
+        if traces or decisions:
+            log.info(
+                "owners changed: handed %d traces (%d spans) and %d decisions to their new owners",
+                len(traces),
+                sum(len(t.spans) for t in traces),
+                len(decisions),
+            )
+
+    def _hand_on_misplaced(self) -> None:
+        """Traces kept at the hop limit go to their owner once this member no longer owns them."""
+        forwarder = self.forwarder
+        if forwarder is None or not self._misplaced:
+            return
+        now = self.clock()
+        moving: list[HandedOffTrace] = []
+        for trace_id in list(self._misplaced):
+            if forwarder.owns(trace_id):
+                self._misplaced.discard(trace_id)
+                continue
+            trace = self.buffer.take(trace_id)
+            self._misplaced.discard(trace_id)
+            if trace is not None:
+                moving.append(
+                    HandedOffTrace(
+                        trace_id,
+                        trace.spans,
+                        trace.origins,
+                        trace.root_index,
+                        now - trace.first_seen,
+                        now - trace.root_seen if trace.root_index >= 0 else None,
+                    )
+                )
+        if moving:
+            self._adopt(forwarder.hand_off(moving, []), now)
 
     def _forward_late(self, trace_id: bytes, late: LateSpans, now: float) -> None:
         decision = late.decided.decision
@@ -202,6 +342,9 @@ class Pipeline:
         for trace in self.buffer.due(now):
             self._decide(trace, now)
         self.decisions.expire(now)
+        if self._misplaced and now - self._last_misplaced_check >= 1.0:
+            self._last_misplaced_check = now
+            self._hand_on_misplaced()
         for report in self.decider.take_goal_reports():
             log.warning("%s", report.message)
         self._publish_gauges()

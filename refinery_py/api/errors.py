@@ -34,3 +34,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("API request %s %s failed", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)
+
+
+def with_json_errors(handler: Handler) -> Handler:
+    """`handler` with the API's error handling, for serving it outside the API's application."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await json_errors(request, handler)
+
+    return handle

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from refinery_py.api.errors import ApiError
+from refinery_py.api.errors import ApiError, Handler
 from refinery_py.api.query_json import (
     customers_json,
     decision_json,
@@ -61,8 +61,8 @@ class QueryHandlers:
     def __init__(
         self,
         reader: StoreReader | None,
-        decisions: DecisionLookup | None,
-        clock: Callable[[], float],
+        decisions: DecisionLookup | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.reader = reader
         self.decisions = decisions
@@ -142,17 +142,12 @@ def _load_trace(
     return row, spans_json(body)
 
 
-def query_routes(
-    reader: StoreReader | None,
-    decisions: DecisionLookup | None = None,
-    clock: Callable[[], float] = time.time,
-) -> list[web.RouteDef]:
-    """The query API's routes. `reader` None means the store is off; `decisions` looks up the
-    decision cache for traces the store does not hold; `clock` resolves relative times."""
-    handlers = QueryHandlers(reader, decisions, clock)
+def query_routes(handlers: QueryHandlers, trace: Handler | None = None) -> list[web.RouteDef]:
+    """The query API's routes; `trace` replaces the one-trace lookup (a cluster member asks the
+    trace's owner)."""
     return [
         web.get("/api/v1/traces", handlers.traces),
-        web.get("/api/v1/traces/{trace_id}", handlers.trace),
+        web.get("/api/v1/traces/{trace_id}", trace or handlers.trace),
         web.get("/api/v1/customers", handlers.customers),
         # `.*` so that the empty customer ("": traces without one) has a URL too.
         web.get("/api/v1/customers/{customer:.*}/summary", handlers.summary),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -11,7 +12,8 @@ from refinery_py.api.errors import json_errors
 
 
 class ApiServer:
-    """Serves the given routes; errors come back as `{"error": message}` JSON.
+    """Serves the given routes on `host:port` (or on a Unix socket at `unix_path`); errors
+    come back as `{"error": message}` JSON.
 
     `middlewares` (an API token check, say) run inside the JSON error handling, in order.
     """
@@ -22,15 +24,21 @@ class ApiServer:
         port: int,
         routes: Iterable[web.RouteDef],
         middlewares: Iterable[Middleware] = (),
+        unix_path: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.unix_path = unix_path
         self.app = web.Application(middlewares=[json_errors, *middlewares])
         self.app.add_routes(list(routes))
         self._runner = web.AppRunner(self.app, access_log=None)
 
     async def start(self) -> None:
         await self._runner.setup()
+        if self.unix_path is not None:
+            self.unix_path.unlink(missing_ok=True)
+            await web.UnixSite(self._runner, str(self.unix_path)).start()
+            return
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server  # aiohttp exposes the bound socket only here

@@ -14,7 +14,9 @@ import signal
 import prometheus_client
 
 from refinery_py.app.node import Node
+from refinery_py.app.ports import PortReservations
 from refinery_py.app.process import machine_memory, tune_allocator
+from refinery_py.app.role import WorkerRole, cluster_role
 from refinery_py.app.rules import KEEP_EVERYTHING, build_engine, resolve_rules
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
@@ -40,9 +42,12 @@ async def serve(settings: Settings, rules: RulesSpec, workers: int = 1) -> int:
 
         return await supervise(settings, rules, workers)
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    reservations = PortReservations()
     try:
-        node = Node(settings, rules)
-    except (UnsupportedSampler, ValueError) as exc:
+        role = WorkerRole(0, 1, cluster=cluster_role(settings, 1, reservations.reserve))
+        node = Node(settings, rules, role=role)
+    except (UnsupportedSampler, ValueError, OSError) as exc:
+        reservations.close()
         log.error("cannot start: %s", exc)
         return 1
     stop = asyncio.Event()
@@ -55,15 +60,22 @@ async def serve(settings: Settings, rules: RulesSpec, workers: int = 1) -> int:
         log.info("%s received: stopping", signal.Signals(signum).name)
         stop.set()
 
+    def on_hangup() -> None:
+        node.rules.reload("SIGHUP")
+        if node.controller is not None:
+            node.controller.refresh()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, node.reload_rules, "SIGHUP")
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await node.start()
     except OSError as exc:
         log.error("cannot start: %s", exc)
         await node.stop()
         return 1
+    finally:
+        reservations.close()  # the node holds its ports itself now (or failed)
     await stop.wait()
     await node.stop()
     return 0

@@ -1,9 +1,10 @@
 """One node (or one worker process of a node): every component, built from the settings.
 
 Only `app/` constructs concrete edge classes. Start-up order is outside-in for safety:
-exporters first (so kept traces have somewhere to go), then the pipeline's ticker, then the
-receivers, and the API last so `/ready` turns green only when everything listens. Shutdown runs the
-other way: stop accepting, decide and flush every buffered trace, then stop the API.
+exporters first (so kept traces have somewhere to go), then the pipeline's ticker, the peer door
+and the cluster membership, then the front doors, and the API last so `/ready` turns green only
+when everything listens. Shutdown runs the other way, in two phases (see `stop_intake` and
+`finish`), with a cluster member first leaving the cluster so its traces go to their new owners.
 """
 
 from __future__ import annotations
@@ -12,25 +13,31 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from aiohttp import web
+
 from refinery_py.api.auth import bearer_token_auth
+from refinery_py.api.cluster_routes import cluster_routes, owner_trace_lookup
+from refinery_py.api.errors import with_json_errors
 from refinery_py.api.health import health_routes
-from refinery_py.api.query_routes import query_routes
+from refinery_py.api.query_routes import QueryHandlers, query_routes
 from refinery_py.api.rules_routes import rules_routes
 from refinery_py.api.server import ApiServer
+from refinery_py.app.membership import member_source
 from refinery_py.app.process import machine_memory
-from refinery_py.app.rules import build_engine
+from refinery_py.app.role import WorkerRole, api_socket, peer_socket, supervisor_socket
+from refinery_py.app.rules_admin import NodeRules
 from refinery_py.assemble import DecisionCache, TraceBuffer
 from refinery_py.cluster.forwarding import Forwarder
-from refinery_py.cluster.ownership import Ownership
-from refinery_py.config.problems import ConfigError
-from refinery_py.config.rules_file import RulesFile
+from refinery_py.cluster.membership import ClusterController, ClusterView
+from refinery_py.cluster.ownership import Placement
+from refinery_py.cluster.peer_door import PeerDoor
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
-from refinery_py.decide.sampler import UnsupportedSampler
+from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.stats import SamplerStats
 from refinery_py.export import OtlpExporter
 from refinery_py.model import TraceExporter
@@ -46,26 +53,11 @@ from refinery_py.telemetry.sampler_metrics import SamplerCollector
 log = logging.getLogger("refinery_py")
 
 SHUTDOWN_FLUSH_TIMEOUT = 30.0
-"""Seconds the exporters get on shutdown to deliver what is queued."""
-RULES_POLL_INTERVAL = 1.0
-"""Seconds between checks of the rules file for changes."""
+"""Seconds the exporters (and the links to other members) get on shutdown to deliver."""
 RECEIVER_GRACE = 5.0
 """Seconds in-flight requests get to finish once the receivers stop accepting."""
-
-PEER_QUEUE_BYTES = 64 << 20
-"""Memory for spans waiting to be forwarded to one other worker."""
-
-
-@dataclass(frozen=True)
-class WorkerRole:
-    """This process is worker `index` of a node whose workers' peer doors are `members`.
-
-    Each worker owns the traces rendezvous hashing gives it over `members` (`host:port` of every
-    worker's private OTLP/HTTP door, in worker order) and forwards other spans to their owner.
-    """
-
-    index: int
-    members: tuple[str, ...]
+IDLE_PEERS = 1.0
+"""A leaving member stops passing spans on once none have arrived for this many seconds."""
 
 
 @dataclass
@@ -73,41 +65,22 @@ class Node:
     """One running refinery_py node, or one worker of it: every component, built, not started."""
 
     settings: Settings
-    rules: RulesSpec
+    rules_spec: RulesSpec
     metrics: Metrics = field(default_factory=Metrics)
-    role: WorkerRole | None = None
+    role: WorkerRole = field(default_factory=lambda: WorkerRole(0, 1))
 
     def __post_init__(self) -> None:
         settings = self.settings
+        role = self.role
         traces = settings.traces
-        self.engine = build_engine(self.rules, previous=None)
-        if self.role is not None:
-            self.engine.set_cluster_size(1, workers=len(self.role.members))
+        workers = role.workers
+        self.rules = NodeRules(self.rules_spec, self.metrics, self._use_engine)
+        self.rules.engine.set_cluster_size(1, workers=workers)
         # Through a method, not the bound stats(): a reload replaces the engine.
         self.metrics.registry.register(SamplerCollector(self.sampler_stats))
         self.exporters: list[TraceExporter] = []
         if settings.export.otlp is not None:
-            otlp = settings.export.otlp
-            self.exporters.append(
-                OtlpExporter(
-                    otlp.endpoint,
-                    metrics=self.metrics,
-                    protocol="http" if otlp.protocol == "http" else "grpc",
-                    headers=otlp.headers,
-                    compression="none" if otlp.compression == "none" else "gzip",
-                    timeout=otlp.timeout,
-                    insecure=not otlp.use_tls,
-                    batch_max_spans=otlp.batch_max_spans,
-                    batch_max_bytes=otlp.batch_max_bytes,
-                    batch_timeout=otlp.batch_timeout,
-                    queue_max_bytes=otlp.queue_max_bytes,
-                    concurrency=otlp.concurrency,
-                    retry_initial_interval=otlp.retry_initial_interval,
-                    retry_max_interval=otlp.retry_max_interval,
-                    retry_max_elapsed=otlp.retry_max_elapsed,
-                )
-            )
-        workers = len(self.role.members) if self.role is not None else 1
+            self.exporters.append(_otlp_exporter(settings, self.metrics))
         self.store: StoreExporter | None = None
         self.store_reader: StoreReader | None = None
         if settings.store.path is not None:
@@ -128,37 +101,16 @@ class Node:
                 traces.effective_decision_cache_ttl, traces.decision_cache_max_memory
             ),
         )
-        self.peers: list[OtlpExporter] = []
-        forwarder = None
-        if self.role is not None:
-            role = self.role
-            peer_sinks = {
-                index: OtlpExporter(
-                    member,
-                    metrics=self.metrics,
-                    name="peer",
-                    protocol="http",
-                    compression="none",  # loopback: compressing costs more than it saves
-                    batch_timeout=0.02,
-                    queue_max_bytes=PEER_QUEUE_BYTES,
-                    retry_initial_interval=0.1,
-                    retry_max_interval=2.0,
-                    retry_max_elapsed=60.0,
-                )
-                for index, member in enumerate(role.members)
-                if index != role.index
-            }
-            self.peers = list(peer_sinks.values())
-            forwarder = Forwarder(Ownership(role.members, role.index), peer_sinks, self.metrics)
+        self.forwarder = None if role.alone else self._forwarder()
         self.pipeline = Pipeline(
             buffer=buffer,
-            decider=self.engine,
+            decider=self.rules.engine,
             exporters=self.exporters,
             metrics=self.metrics,
             customer_fields=settings.customer_fields,
             max_memory=traces.memory_budget(machine_memory()) // workers,
             dry_run=settings.dry_run,
-            forwarder=forwarder,
+            forwarder=self.forwarder,
         )
         self.recorder = (
             Recorder(
@@ -167,7 +119,7 @@ class Node:
                 max_file_bytes=settings.record.max_file_size,
                 max_total_bytes=settings.record.max_total_size,
                 queue_max_bytes=max(1, settings.record.queue_max_bytes // workers),
-                file_prefix=f"traces-w{self.role.index}-" if self.role is not None else "traces-",
+                file_prefix=f"traces-w{role.index}-" if workers > 1 else "traces-",
             )
             if settings.record.dir
             else None
@@ -176,133 +128,206 @@ class Node:
         max_request = settings.limits.max_request_bytes
         grpc_host, grpc_port = split_host_port(settings.listen.otlp_grpc)
         http_host, http_port = split_host_port(settings.listen.otlp_http)
-        api_host, api_port = split_host_port(settings.listen.api)
-        shared = self.role is not None  # the workers of a node share its public ports
+        shared = workers > 1  # the workers of a node share its public ports
         self.grpc = GrpcReceiver(intake, grpc_host, grpc_port, max_request, reuse_port=shared)
         self.http = HttpReceiver(intake, http_host, http_port, max_request, reuse_port=shared)
-        self.peer_door: HttpReceiver | None = None
-        if self.role is not None:
-            peer_host, peer_port = split_host_port(self.role.members[self.role.index])
-            peer_intake = Intake(self.pipeline, OriginInterner(), self.metrics, peer=True)
-            # Forwarded requests are at most a batch of spans, but leave room for big traces.
-            self.peer_door = HttpReceiver(peer_intake, peer_host, peer_port, 4 * max_request)
-        self.api = ApiServer(
-            api_host,
-            api_port,
-            [
-                *health_routes(self.metrics.registry, self.readiness),
-                *query_routes(self.store_reader, self.pipeline.decisions.get),
-                *rules_routes(self),
-            ],
-            middlewares=[bearer_token_auth(settings.api.token)] if settings.api.token else [],
-        )
+        self.queries = QueryHandlers(self.store_reader, self.pipeline.decisions.get)
+        self.peer_door = None if self.forwarder is None else self._peer_door(max_request)
+        self.controller: ClusterController | None = None
+        if role.cluster is not None and workers == 1:
+            # A node of one process runs its membership itself; a supervisor does it for its
+            # workers and tells them each new view.
+            self.controller = ClusterController(
+                member_source(settings, role.cluster.node),
+                self_node=role.cluster.node,
+                source_name=settings.cluster.source,
+                on_view=self.apply_view,
+                metrics=self.metrics.membership,
+            )
+        self.view = role.cluster.view if role.cluster is not None else None
+        self.api = self._api()
         self._ticker: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._state = "starting"
-        self.rules_loaded_at = time.time()
-        source = Path(self.rules.source) if self.rules.source else None
-        self.rules_file = RulesFile(source) if source is not None and source.is_file() else None
+
+    def _forwarder(self) -> Forwarder:
+        role = self.role
+        cluster = role.cluster
+        if cluster is not None:
+            placement = Placement(cluster.view.nodes, cluster.node, role.workers, role.index)
+        else:
+            placement = Placement.single("", role.workers, role.index)
+        return Forwarder(
+            placement,
+            sibling_doors=role.sibling_doors(),
+            metrics=self.metrics,
+            secret=self.settings.cluster.secret,
+            queue_max_bytes=self.settings.cluster.queue_max_bytes,
+        )
+
+    def _peer_door(self, max_request: int) -> PeerDoor:
+        role = self.role
+        host, port = "", 0
+        if role.cluster is not None:
+            host, port = split_host_port(role.cluster.listen[role.index])
+        return PeerDoor(
+            self.pipeline,
+            metrics=self.metrics,
+            tcp=(host, port) if role.cluster is not None else None,
+            unix_path=peer_socket(role.private_dir, role.index) if role.workers > 1 else None,
+            doors=role.cluster.doors if role.cluster is not None else (),
+            worker=role.index,
+            secret=self.settings.cluster.secret,
+            # A forwarded request holds at most one front-door request's spans plus their
+            # bookkeeping; a handoff is sent in parts of a few MiB.
+            max_request_bytes=4 * max_request + (16 << 20),
+            lookup=with_json_errors(self.queries.trace),
+            on_membership=self._membership_event,
+            reuse_port=role.cluster is not None,  # its port was reserved at start-up
+        )
+
+    def _api(self) -> ApiServer:
+        settings = self.settings
+        trace_lookup = None
+        if self.forwarder is not None and self.role.cluster is not None:
+            trace_lookup = owner_trace_lookup(
+                self.queries.trace, self.forwarder.destination, settings.cluster.secret
+            )
+        routes = [
+            *health_routes(self.metrics.registry, self.readiness),
+            *query_routes(self.queries, trace=trace_lookup),
+            *rules_routes(self.rules),
+            *cluster_routes(self.cluster_status),
+        ]
+        middlewares = [bearer_token_auth(settings.api.token)] if settings.api.token else []
+        if self.role.workers > 1:
+            routes += [web.post("/internal/view", self._view_from_supervisor)]
+            routes += [web.get("/internal/status", self._status)]
+            return ApiServer(
+                "",
+                0,
+                routes,
+                middlewares=middlewares,
+                unix_path=api_socket(self.role.private_dir, self.role.index),
+            )
+        host, port = split_host_port(settings.listen.api)
+        return ApiServer(host, port, routes, middlewares=middlewares)
+
+    # ---- state -----------------------------------------------------------------------------
 
     def sampler_stats(self) -> list[SamplerStats]:
-        return self.engine.stats()
+        return self.rules.engine.stats()
 
     def readiness(self) -> tuple[bool, str]:
         return self._state == "serving", self._state
 
-    # ---- rules: what runs, and reloading it without a restart ------------------------------
-
-    def rules_status(self) -> dict[str, Any]:
-        return {
-            "source": self.rules.source,
-            "digest": self.rules.digest,
-            "loaded_at": _rfc3339(self.rules_loaded_at),
-            "watched": self.rules_file is not None,
-            "targets": {
-                target: type(spec).__name__.removesuffix("Spec")
-                for target, spec in self.rules.samplers.items()
-            },
-        }
-
-    def reload_rules(self, reason: str) -> dict[str, Any]:
-        """Load the rules file again and switch to it if it changed and is valid.
-
-        Buffered traces stay where they are and are decided by the new rules when due; samplers
-        whose configuration did not change keep what they have learned. An invalid file is
-        rejected whole: the running rules stay active.
-        """
-        if self.rules_file is None:
-            return {"outcome": "unavailable", "message": "no rules file is in use to reload"}
-        try:
-            spec = self.rules_file.load()
-            if spec.digest == self.rules.digest:
-                self.metrics.rules_reloads.labels("unchanged").inc()
-                return {"outcome": "unchanged", "digest": spec.digest}
-            engine = build_engine(spec, previous=self.engine)
-        except (ConfigError, UnsupportedSampler, ValueError) as exc:
-            self.metrics.rules_reloads.labels("rejected").inc()
-            problems = str(exc).splitlines()
-            log.error(
-                "rules reload (%s) rejected, keeping %s: %s",
-                reason,
-                self.rules.digest[:12],
-                "; ".join(problems),
-            )
-            return {"outcome": "rejected", "digest": self.rules.digest, "errors": problems}
-        self.rules, self.engine = spec, engine
+    def _use_engine(self, engine: RulesEngine) -> None:
         self.pipeline.decider = engine
-        self.rules_loaded_at = time.time()
-        self.metrics.rules_reloads.labels("applied").inc()
-        log.info("rules reloaded (%s): %s, digest %s", reason, spec.source, spec.digest[:12])
-        return {"outcome": "applied", "digest": spec.digest}
 
-    async def _watch_rules(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            if self.rules_file is not None and self.rules_file.changed():
-                self.reload_rules("file changed")
+    def cluster_status(self) -> dict[str, Any]:
+        """`GET /api/v1/cluster`."""
+        if self.view is None:
+            name = join_host_port(*split_host_port(self.settings.listen.peer))
+            return ClusterView((name,), name, "single").as_json()
+        return self.view.as_json()
+
+    # ---- the cluster -------------------------------------------------------------------------
+
+    def apply_view(self, view: ClusterView) -> None:
+        """New members: route by the new owners, hand over what we no longer own."""
+        self.view = view
+        cluster = self.role.cluster
+        if self.forwarder is None or cluster is None:
+            return
+        placement = Placement(view.nodes, cluster.node, self.role.workers, self.role.index)
+        self.pipeline.set_placement(placement)
+        self.rules.engine.set_cluster_size(max(1, len(view.nodes)), self.role.workers)
+
+    async def _membership_event(self, node: str, joined: bool) -> None:
+        """A static member announced a join or a leave: whoever runs our membership hears it."""
+        if self.controller is not None:
+            self.controller.member_event(node, joined)
+        elif self.role.workers > 1:
+            path = supervisor_socket(self.role.private_dir)
+            try:
+                async with (
+                    aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path))) as s,
+                    s.post(
+                        "http://supervisor/internal/membership",
+                        json={"node": node, "joined": joined},
+                    ),
+                ):
+                    pass
+            except (aiohttp.ClientError, OSError) as error:
+                log.warning("could not pass on %s's announcement: %s", node, error)
+
+    async def _view_from_supervisor(self, request: web.Request) -> web.Response:
+        document = await request.json()
+        self.apply_view(
+            ClusterView(tuple(document["nodes"]), str(document["self"]), str(document["source"]))
+        )
+        return web.json_response({"applied": True})
+
+    async def _status(self, _: web.Request) -> web.Response:
+        idle = self.peer_door.idle_seconds() if self.peer_door is not None else None
+        return web.json_response({"state": self._state, "peer_idle": idle})
+
+    # ---- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for exporter in (*self.exporters, *self.peers):
+        for exporter in self.exporters:
             await exporter.start()
         if self.recorder is not None:
             self.recorder.start()
         self._ticker = asyncio.create_task(self.pipeline.run(), name="decide-ticker")
-        if self.rules_file is not None:
-            self._watcher = asyncio.create_task(
-                self._watch_rules(RULES_POLL_INTERVAL), name="rules-watcher"
-            )
+        if self.rules.file is not None:
+            self._watcher = asyncio.create_task(self.rules.watch(), name="rules-watcher")
+        if self.forwarder is not None:
+            self.forwarder.start()
         if self.peer_door is not None:
             await self.peer_door.start()
+        if self.controller is not None:
+            await self.controller.start()
         await self.grpc.start()
         await self.http.start()
         await self.api.start()
         self._state = "serving"
-        if self.role is not None:
+        if self.role.workers > 1:
             # The supervisor logs the node's listeners; a worker says which one it is.
+            door = self.role.cluster.doors[self.role.index] if self.role.cluster else "-"
             log.info(
-                "worker %d of %d serving (peer door %s, private API port %d)",
-                self.role.index,
-                len(self.role.members),
-                self.role.members[self.role.index],
-                self.api.port,
+                "worker %d of %d serving (peer door %s)", self.role.index, self.role.workers, door
             )
             return
-        host = self.settings.listen
-        log.info("listening for OTLP/gRPC on %s", _with_port(host.otlp_grpc, self.grpc.port))
-        log.info("listening for OTLP/HTTP on %s", _with_port(host.otlp_http, self.http.port))
-        log.info("serving the API on %s", _with_port(host.api, self.api.port))
-        log_outputs(self.settings, self.rules)
+        listen = self.settings.listen
+        log.info("listening for OTLP/gRPC on %s", _with_port(listen.otlp_grpc, self.grpc.port))
+        log.info("listening for OTLP/HTTP on %s", _with_port(listen.otlp_http, self.http.port))
+        if self.peer_door is not None and self.role.cluster is not None:
+            log.info(
+                "listening for cluster peers on %s (advertised as %s)",
+                _with_port(self.role.cluster.listen[0], self.peer_door.port),
+                self.role.cluster.node,
+            )
+        log.info("serving the API on %s", _with_port(listen.api, self.api.port))
+        log_outputs(self.settings, self.rules_spec)
 
     async def stop(self) -> None:
-        """Stop accepting, decide every buffered trace, flush the exporters, stop the API."""
+        """The whole shutdown of a node of one process."""
+        await self.leave()
         await self.stop_intake()
-        await self.stop_rest()
+        await self.drain()
+        await self.finish()
+
+    async def leave(self) -> None:
+        """Leave the cluster (if in one): deregister, and hand every trace to its new owner."""
+        if self.controller is not None:
+            await self.controller.leave()
 
     async def stop_intake(self) -> None:
-        """Shutdown, first half: stop accepting spans and hand forwarded ones to their owners.
+        """Shutdown, first phase: stop the front doors and deliver what goes to sibling workers.
 
-        A worker's peers keep their doors open until every worker has done this, so no span on
-        its way to its owner is lost; then `stop_rest` decides and flushes.
+        Sibling workers keep their peer doors open until every worker has done this, so no span
+        on its way to its owner is lost.
         """
         self._state = "shutting down"
         if self._watcher is not None:
@@ -310,13 +335,29 @@ class Node:
         await asyncio.gather(self.grpc.stop(RECEIVER_GRACE), self.http.stop(RECEIVER_GRACE))
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.close)
-        await asyncio.gather(*(peer.close(SHUTDOWN_FLUSH_TIMEOUT) for peer in self.peers))
+        if self.forwarder is not None:
+            kept = await self.forwarder.close_links(
+                self.role.sibling_doors(), SHUTDOWN_FLUSH_TIMEOUT
+            )
+            self.pipeline.adopt_leftovers(kept)
         self._state = "intake stopped"
 
-    async def stop_rest(self) -> None:
-        """Shutdown, second half: decide every buffered trace, flush exports, stop the API."""
+    async def drain(self) -> None:
+        """A leaving cluster member keeps passing on what other members still send it, until
+        they have all seen it leave (nothing arrived for a second) or `drain_timeout`."""
+        if self.peer_door is None or self.role.cluster is None:
+            return
+        deadline = time.monotonic() + self.settings.cluster.drain_timeout
+        while time.monotonic() < deadline and self.peer_door.idle_seconds() < IDLE_PEERS:
+            await asyncio.sleep(0.1)
+
+    async def finish(self) -> None:
+        """Shutdown, second phase: close the peer door, deliver what is forwarded, decide every
+        trace still here, flush the exporters, stop the API."""
         if self.peer_door is not None:
-            await self.peer_door.stop(RECEIVER_GRACE)
+            await self.peer_door.stop()
+        if self.forwarder is not None:
+            self.pipeline.adopt_leftovers(await self.forwarder.close(SHUTDOWN_FLUSH_TIMEOUT))
         waiting = len(self.pipeline.buffer.traces)
         log.info("shutting down: deciding %d buffered traces and flushing exports", waiting)
         await self.pipeline.shutdown(SHUTDOWN_FLUSH_TIMEOUT)
@@ -326,6 +367,28 @@ class Node:
         if self.store_reader is not None:
             await self.store_reader.aclose()
         log.info("stopped")
+
+
+def _otlp_exporter(settings: Settings, metrics: Metrics) -> OtlpExporter:
+    otlp = settings.export.otlp
+    assert otlp is not None
+    return OtlpExporter(
+        otlp.endpoint,
+        metrics=metrics,
+        protocol="http" if otlp.protocol == "http" else "grpc",
+        headers=otlp.headers,
+        compression="none" if otlp.compression == "none" else "gzip",
+        timeout=otlp.timeout,
+        insecure=not otlp.use_tls,
+        batch_max_spans=otlp.batch_max_spans,
+        batch_max_bytes=otlp.batch_max_bytes,
+        batch_timeout=otlp.batch_timeout,
+        queue_max_bytes=otlp.queue_max_bytes,
+        concurrency=otlp.concurrency,
+        retry_initial_interval=otlp.retry_initial_interval,
+        retry_max_interval=otlp.retry_max_interval,
+        retry_max_elapsed=otlp.retry_max_elapsed,
+    )
 
 
 def log_outputs(settings: Settings, rules: RulesSpec) -> None:
@@ -340,10 +403,6 @@ def log_outputs(settings: Settings, rules: RulesSpec) -> None:
     log.info("rules: %s", rules.source or "(inline)")
     if settings.dry_run:
         log.info("dry run: every trace is kept and marked with the rules' decision")
-
-
-def _rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _with_port(address: str, port: int) -> str:

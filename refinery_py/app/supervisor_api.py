@@ -2,17 +2,17 @@
 
 `/metrics` merges every worker's metrics (each sample labelled `worker`) with the supervisor's
 own; `/ready` is ready when every worker is; a trace lookup goes to the worker that owns the
-trace (its decision cache); a rules reload goes to every worker; other queries go to any live
-worker (they share the store file).
+trace (which asks another node if that node owns it); a rules reload goes to every worker;
+`/api/v1/cluster` is the supervisor's view; other queries go to any live worker (they share
+the store file).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -22,9 +22,10 @@ from prometheus_client.samples import Sample
 
 from refinery_py.api.auth import bearer_token_auth
 from refinery_py.api.server import ApiServer
-from refinery_py.cluster.ownership import Ownership
+from refinery_py.cluster.membership import ClusterView
+from refinery_py.cluster.ownership import Placement, worker_of
 from refinery_py.config.settings import Settings
-from refinery_py.model.addresses import split_host_port
+from refinery_py.model.addresses import join_host_port, split_host_port
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -47,15 +48,13 @@ class _Merged(Collector):
 class SupervisorApi:
     """Serves `listen.api` for a multi-worker node."""
 
-    def __init__(
-        self, settings: Settings, supervisor: Supervisor, session: aiohttp.ClientSession
-    ) -> None:
+    def __init__(self, settings: Settings, supervisor: Supervisor) -> None:
         self.host, port = split_host_port(settings.listen.api)
         self._supervisor = supervisor
-        self._session = session
-        self._ownership = Ownership(supervisor.members, 0)
-        self.draining = False
-        self._registry = CollectorRegistry()
+        self._client = supervisor.client
+        self._peer_name = join_host_port(*split_host_port(settings.listen.peer))
+        self.serving = False
+        self._registry = supervisor.registry
         Gauge(
             "refinery_workers",
             "Worker processes of this node that are alive.",
@@ -74,6 +73,7 @@ class SupervisorApi:
                 web.get("/alive", self._alive),
                 web.get("/ready", self._ready),
                 web.get("/metrics", self._metrics),
+                web.get("/api/v1/cluster", self._cluster),
                 web.get("/api/v1/traces/{trace_id}", self._trace),
                 web.post("/api/v1/rules/reload", self._reload),
                 web.route("*", "/api/{tail:.*}", self._any_worker),
@@ -84,6 +84,10 @@ class SupervisorApi:
     @property
     def port(self) -> int:
         return self._server.port
+
+    @property
+    def address(self) -> str:
+        return join_host_port(self.host, self.port)
 
     async def start(self) -> None:
         await self._server.start()
@@ -98,16 +102,20 @@ class SupervisorApi:
 
     async def _ready(self, _: web.Request) -> web.Response:
         supervisor = self._supervisor
-        states = await asyncio.gather(
-            *(supervisor.worker_state(self._session, i) for i in range(len(supervisor.apis)))
-        )
-        ready = not self.draining and all(state == "serving" for state in states)
-        reason = "shutting down" if self.draining else "serving" if ready else "starting"
+        states = await asyncio.gather(*(self._client.state(i) for i in range(supervisor.workers)))
+        ready = self.serving and all(state == "serving" for state in states)
+        if ready:
+            reason = "serving"
+        elif supervisor.stopping:
+            reason = "shutting down"
+        else:
+            reason = "starting"
         body = {"ready": ready, "reason": reason, "workers": list(states)}
         return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        texts = await asyncio.gather(*(self._fetch_metrics(api) for api in self._supervisor.apis))
+        workers = range(self._supervisor.workers)
+        texts = await asyncio.gather(*(self._client.metrics(i) for i in workers))
         families: dict[str, Metric] = {}
         for worker, text in enumerate(texts):
             for family in text_string_to_metric_families(text):
@@ -126,47 +134,58 @@ class SupervisorApi:
         body = generate_latest(registry) + generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _fetch_metrics(self, api: str) -> str:
-        try:
-            async with self._session.get(f"http://{api}/metrics") as response:
-                return await response.text()
-        except (aiohttp.ClientError, TimeoutError):
-            return ""  # a worker being restarted: its series are absent for this scrape
+    async def _cluster(self, _: web.Request) -> web.Response:
+        view = self._supervisor.view
+        if view is None:
+            view = ClusterView((self._peer_name,), self._peer_name, "single")
+        return web.json_response(view.as_json())
 
     # ---- the query API, answered by workers ------------------------------------------------
 
     async def _trace(self, request: web.Request) -> web.StreamResponse:
+        return await self._proxy(request, self._owner_first(request.match_info["trace_id"]))
+
+    def _owner_first(self, trace_hex: str) -> list[int]:
+        """Workers to ask, the one that owns the trace (or asks the owning node) first."""
+        workers = self._supervisor.workers
         try:
-            owner = self._ownership.owner_of(bytes.fromhex(request.match_info["trace_id"]))
+            trace_id = bytes.fromhex(trace_hex)
         except ValueError:
-            owner = 0  # the worker answers the 400 for a malformed ID
-        return await self._proxy(request, [owner])
+            return [0]  # the worker answers the 400 for a malformed ID
+        view = self._supervisor.view
+        cluster = self._supervisor.cluster
+        if view is not None and cluster is not None:
+            placement = Placement(view.nodes, cluster.node, workers, 0)
+            if placement.node_of(trace_id) not in ("", cluster.node):
+                return [0]  # another node owns it: any worker asks that node
+        owner = worker_of(trace_id, workers)
+        return [owner, *(i for i in range(workers) if i != owner)]
 
     async def _reload(self, request: web.Request) -> web.StreamResponse:
         answers = await asyncio.gather(
-            *(self._send(request, index) for index in range(len(self._supervisor.apis)))
+            *(self._send(request, index) for index in range(self._supervisor.workers))
         )
         status, body = max(answers, key=lambda answer: answer[0])
         return web.Response(status=status, body=body, content_type="application/json")
 
     async def _any_worker(self, request: web.Request) -> web.StreamResponse:
-        return await self._proxy(request, list(range(len(self._supervisor.apis))))
+        return await self._proxy(request, list(range(self._supervisor.workers)))
 
     async def _proxy(self, request: web.Request, candidates: list[int]) -> web.StreamResponse:
+        last: tuple[int, bytes] | None = None
         for index in candidates:
             status, body = await self._send(request, index)
-            if status != 502:
+            if status not in (502, 404):
                 return web.Response(status=status, body=body, content_type="application/json")
+            if status == 404:
+                last = (status, body)
+        if last is not None:
+            return web.Response(status=last[0], body=last[1], content_type="application/json")
         return web.json_response({"error": "no worker could answer; retry"}, status=503)
 
     async def _send(self, request: web.Request, index: int) -> tuple[int, bytes]:
-        url = f"http://{self._supervisor.apis[index]}{request.rel_url}"
-        headers: dict[str, Any] = {k: v for k, v in request.headers.items() if k in _HOP_HEADERS}
+        headers = {k: v for k, v in request.headers.items() if k in _HOP_HEADERS}
         data = await request.read() if request.can_read_body else None
-        try:
-            async with self._session.request(
-                request.method, url, headers=headers, data=data
-            ) as response:
-                return response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError):
-            return 502, b'{"error": "worker unreachable"}'
+        return await self._client.request(
+            index, request.method, str(request.rel_url), headers=headers, data=data
+        )

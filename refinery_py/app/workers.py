@@ -1,15 +1,18 @@
 """`serve --workers N`: one process per core, each owning the traces hashed to it.
 
-The supervisor (this module's `supervise`) picks the ports, starts N worker processes and serves
-the node's API. Every worker listens on the node's public OTLP ports (SO_REUSEPORT: the kernel
-spreads connections), decides the traces it owns and forwards the other spans to their owner's
-private OTLP/HTTP door — the same mechanism as between the nodes of a cluster. A worker that dies
-is restarted; its buffered traces are lost (and logged), its peers queue what they forward to it
-until it is back.
+The supervisor (`supervise`) holds the node's ports (see `ports`), runs its cluster membership,
+starts N worker processes and serves the node's API. Every worker listens on the node's public
+OTLP ports (SO_REUSEPORT: the kernel spreads connections), decides the traces it owns and
+forwards other spans to their owner: a sibling worker through its Unix socket, another node's
+worker through that node's peer door. Start-up fails, loudly, if a port cannot be had or a worker
+exits before it serves. A worker that dies later is restarted; its peers queue what they forward
+to it until it is back.
 
-Shutdown has two phases so that no span on its way between workers is lost: on SIGTERM every
-worker stops accepting and flushes what it forwards; once all have, the supervisor sends SIGUSR1
-and each decides its buffered traces, flushes its exports and exits.
+Shutdown has phases so that no span on its way anywhere is lost: a cluster member first leaves
+(deregisters, and its workers hand every trace and decision to their new owners); then every
+worker stops accepting and delivers what it forwards to its siblings; a cluster member keeps its
+peer doors open until the others have stopped sending (`drain`); finally the supervisor sends
+SIGUSR1 and each worker decides what is left, flushes its exports and exits.
 """
 
 from __future__ import annotations
@@ -19,25 +22,32 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
-import socket
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
-import aiohttp
 import prometheus_client
+from aiohttp import web
 
-from refinery_py.app.node import Node, WorkerRole, log_outputs
+from refinery_py.api.server import ApiServer
+from refinery_py.app.membership import member_source
+from refinery_py.app.node import Node, log_outputs
+from refinery_py.app.ports import PortReservations
 from refinery_py.app.process import tune_allocator
+from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
 from refinery_py.app.supervisor_api import SupervisorApi
+from refinery_py.app.worker_client import WorkerClient
+from refinery_py.cluster.membership import ClusterController, ClusterView
 from refinery_py.config.addresses import HostPort
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.decide.sampler import UnsupportedSampler
-from refinery_py.model.addresses import join_host_port, split_host_port
 from refinery_py.telemetry.logs import configure_logging
+from refinery_py.telemetry.metrics import MembershipMetrics
 
 log = logging.getLogger("refinery_py")
 
@@ -76,19 +86,21 @@ async def _worker_main(settings: Settings, rules: RulesSpec, role: WorkerRole) -
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop_intake.set)
     loop.add_signal_handler(signal.SIGUSR1, finish.set)
-    loop.add_signal_handler(signal.SIGHUP, node.reload_rules, "SIGHUP")
+    loop.add_signal_handler(signal.SIGHUP, node.rules.reload, "SIGHUP")
     orphan_watch = asyncio.create_task(_exit_when_orphaned(stop_intake, finish))
     try:
         await node.start()
     except OSError as exc:
         log.error("cannot start: %s", exc)
-        await node.stop()
+        await node.stop_intake()
+        await node.finish()
         return 1
     await stop_intake.wait()
     await node.stop_intake()
+    patience = DRAIN_TIMEOUT + settings.cluster.drain_timeout + 30.0
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(finish.wait(), DRAIN_TIMEOUT)
-    await node.stop_rest()
+        await asyncio.wait_for(finish.wait(), patience)
+    await node.finish()
     orphan_watch.cancel()
     return 0
 
@@ -107,53 +119,71 @@ async def _exit_when_orphaned(stop_intake: asyncio.Event, finish: asyncio.Event)
 # ---- the supervisor -----------------------------------------------------------------------
 
 
-def free_port(host: str) -> int:
-    """A port the OS says is free on `host` right now."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _concrete(address: str) -> str:
-    """`address` with port 0 replaced by a free port, so every worker binds the same one."""
-    host, port = split_host_port(address)
-    return join_host_port(host, port or free_port(host))
-
-
 class Supervisor:
-    """Starts, watches, restarts and stops the workers of one node."""
+    """Starts, watches, restarts and stops the workers of one node; runs its membership."""
 
     def __init__(self, settings: Settings, rules: RulesSpec, workers: int) -> None:
-        listen = settings.listen
-        self.public = replace(
-            listen,
-            otlp_grpc=HostPort(_concrete(listen.otlp_grpc)),
-            otlp_http=HostPort(_concrete(listen.otlp_http)),
-        )
-        self.members = tuple(f"127.0.0.1:{free_port('127.0.0.1')}" for _ in range(workers))
-        self.apis = tuple(f"127.0.0.1:{free_port('127.0.0.1')}" for _ in range(workers))
         self.settings = settings
         self.rules = rules
+        self.workers = workers
+        self.private_dir = tempfile.mkdtemp(prefix="refinery-")
+        self.reservations = PortReservations()
+        try:
+            listen = settings.listen
+            self.public = replace(
+                listen,
+                otlp_grpc=HostPort(self.reservations.reserve(listen.otlp_grpc)),
+                otlp_http=HostPort(self.reservations.reserve(listen.otlp_http)),
+            )
+            self.cluster = cluster_role(settings, workers, self.reservations.reserve)
+        except BaseException:
+            self.release()
+            raise
+        self.client = WorkerClient(self.private_dir, workers)
+        self.registry = prometheus_client.CollectorRegistry()
+        self.controller: ClusterController | None = None
+        if self.cluster is not None:
+            self.controller = ClusterController(
+                member_source(settings, self.cluster.node),
+                self_node=self.cluster.node,
+                source_name=settings.cluster.source,
+                on_view=self._new_view,
+                metrics=MembershipMetrics(self.registry),
+            )
         self._context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess | None] = [None] * workers
         self.restarts = 0
         self.stopping = False
+        self._view_version = 0
+        self._acked = [0] * workers
+        self._view_pushed = asyncio.Event()
+        self._pusher: asyncio.Task[None] | None = None
 
-    def worker_settings(self, index: int) -> Settings:
-        listen = replace(self.public, api=HostPort(self.apis[index]))
-        return replace(self.settings, listen=listen)
+    @property
+    def view(self) -> ClusterView | None:
+        return self.controller.view if self.controller is not None else None
+
+    def release(self) -> None:
+        """Give back the ports and the private directory."""
+        self.reservations.close()
+        shutil.rmtree(self.private_dir, ignore_errors=True)
+
+    def role(self, index: int) -> WorkerRole:
+        cluster = self.cluster
+        if cluster is not None and self.view is not None:
+            cluster = replace(cluster, view=self.view)
+        return WorkerRole(index, self.workers, self.private_dir, cluster)
 
     def spawn(self, index: int) -> None:
         process = self._context.Process(
             target=run_worker,
-            args=(self.worker_settings(index), self.rules, WorkerRole(index, self.members)),
+            args=(replace(self.settings, listen=self.public), self.rules, self.role(index)),
             name=f"refinery-worker-{index}",
             daemon=False,
         )
         process.start()
         self.processes[index] = process
+        self._acked[index] = self._view_version  # it starts with the current view
 
     def alive(self) -> int:
         return sum(1 for p in self.processes if p is not None and p.is_alive())
@@ -164,35 +194,65 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signum)
 
-    async def worker_state(self, session: aiohttp.ClientSession, index: int) -> str:
-        """The worker's readiness reason ("serving", "intake stopped", ...) or "unreachable"."""
-        try:
-            async with session.get(f"http://{self.apis[index]}/ready") as response:
-                document = await response.json()
-                return str(document.get("reason", ""))
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return "unreachable"
+    def kill_all(self) -> None:
+        self.signal_all(signal.SIGKILL)
 
-    async def wait_for(self, session: aiohttp.ClientSession, state: str, timeout: float) -> bool:
-        """Until every live worker reports `state` (dead ones count as done); False on timeout."""
+    # ---- views ----------------------------------------------------------------------------
+
+    def _new_view(self, _: ClusterView) -> None:
+        self._view_version += 1
+        if self._pusher is None or self._pusher.done():
+            self._pusher = asyncio.create_task(self._push_views(), name="view-pusher")
+
+    async def _push_views(self) -> None:
+        """Until every live worker has the newest view (a restarting one gets it at spawn)."""
+        while True:
+            version, view = self._view_version, self.view
+            behind = [
+                i
+                for i, process in enumerate(self.processes)
+                if process is not None and process.is_alive() and self._acked[i] < version
+            ]
+            if not behind or view is None:
+                self._view_pushed.set()
+                return
+            self._view_pushed.clear()
+            results = await asyncio.gather(*(self.client.push_view(i, view) for i in behind))
+            for index, ok in zip(behind, results, strict=True):
+                if ok:
+                    self._acked[index] = max(self._acked[index], version)
+            if not all(results):
+                await asyncio.sleep(0.2)
+
+    async def membership_event(self, request: web.Request) -> web.Response:
+        """A worker passes on a static member's announcement."""
+        document = await request.json()
+        if self.controller is not None:
+            self.controller.member_event(str(document["node"]), bool(document["joined"]))
+        return web.json_response({"noted": True})
+
+    async def views_delivered(self, timeout: float) -> None:
+        if self._pusher is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._pusher), timeout)
+
+    # ---- workers --------------------------------------------------------------------------
+
+    async def wait_for(self, state: str, timeout: float) -> bool:
+        """Until every live worker reports `state`; False on timeout. While starting, any worker
+        that exits fails the wait: the node does not count a dead worker as started."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pending = [
-                index
-                for index, process in enumerate(self.processes)
-                if process is not None and process.is_alive()
-            ]
-            states = await asyncio.gather(*(self.worker_state(session, i) for i in pending))
+            if state == "serving" and any(p is None or not p.is_alive() for p in self.processes):
+                return False
+            live = [i for i, p in enumerate(self.processes) if p is not None and p.is_alive()]
+            states = await asyncio.gather(*(self.client.state(i) for i in live))
             if all(s == state for s in states):
                 return True
-            if state == "serving" and any(
-                p is not None and not p.is_alive() for p in self.processes
-            ):
-                return False
             await asyncio.sleep(0.1)
         return False
 
-    async def watch(self, session: aiohttp.ClientSession) -> None:
+    async def watch(self) -> None:
         """Restart workers that exit while the node is serving."""
         failures = [0] * len(self.processes)
         while not self.stopping:
@@ -215,12 +275,27 @@ class Supervisor:
                     self.spawn(index)
                     self.restarts += 1
 
-    async def stop(self, session: aiohttp.ClientSession) -> int:
-        """Two-phase shutdown; the exit code is 0 when every worker exited cleanly."""
+    async def drain(self) -> None:
+        """A leaving member's workers keep passing spans on until nothing arrives for a second."""
+        if self.cluster is None:
+            return
+        deadline = time.monotonic() + self.settings.cluster.drain_timeout
+        while time.monotonic() < deadline:
+            idle = await asyncio.gather(*(self.client.peer_idle(i) for i in range(self.workers)))
+            if all(seconds is None or seconds >= 1.0 for seconds in idle):
+                return
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> int:
+        """The phased shutdown; the exit code is 0 when every worker exited cleanly."""
         self.stopping = True
+        if self.controller is not None:
+            await self.controller.leave()
+            await self.views_delivered(10.0)
         self.signal_all(signal.SIGTERM)
-        if not await self.wait_for(session, "intake stopped", DRAIN_TIMEOUT):
+        if not await self.wait_for("intake stopped", DRAIN_TIMEOUT):
             log.warning("not every worker flushed its forwarded spans in time; finishing anyway")
+        await self.drain()
         self.signal_all(signal.SIGUSR1)
         deadline = time.monotonic() + EXIT_TIMEOUT
         for process in self.processes:
@@ -228,9 +303,6 @@ class Supervisor:
                 await asyncio.to_thread(process.join, max(0.0, deadline - time.monotonic()))
         codes = [p.exitcode for p in self.processes if p is not None]
         return 0 if all(code == 0 for code in codes) else 1
-
-    def kill_all(self) -> None:
-        self.signal_all(signal.SIGKILL)
 
 
 async def supervise(settings: Settings, rules: RulesSpec, workers: int) -> int:
@@ -240,10 +312,19 @@ async def supervise(settings: Settings, rules: RulesSpec, workers: int) -> int:
         # Build one node in this process first: a rules or config problem is reported once,
         # here, instead of by every worker.
         Node(settings, rules)
-    except (UnsupportedSampler, ValueError) as exc:
+        supervisor = Supervisor(settings, rules, workers)
+    except (UnsupportedSampler, ValueError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 1
-    supervisor = Supervisor(settings, rules, workers)
+    try:
+        return await _run(supervisor)
+    finally:
+        await supervisor.client.close()
+        supervisor.release()
+
+
+async def _run(supervisor: Supervisor) -> int:
+    settings = supervisor.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -257,36 +338,61 @@ async def supervise(settings: Settings, rules: RulesSpec, workers: int) -> int:
         log.info("%s received: stopping", signal.Signals(signum).name)
         stop.set()
 
+    def on_hangup() -> None:
+        supervisor.signal_all(signal.SIGHUP)
+        if supervisor.controller is not None:
+            supervisor.controller.refresh()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, supervisor.signal_all, signal.SIGHUP)
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        for index in range(workers):
-            supervisor.spawn(index)
-        if not await supervisor.wait_for(session, "serving", START_TIMEOUT):
-            log.error("the workers did not start; see their log lines above")
-            supervisor.stopping = True
-            supervisor.kill_all()
-            return 1
-        api = SupervisorApi(settings, supervisor, session)
-        try:
-            await api.start()
-        except OSError as exc:
-            log.error("cannot start: %s", exc)
-            await supervisor.stop(session)
-            return 1
-        public = supervisor.public
-        log.info("listening for OTLP/gRPC on %s", public.otlp_grpc)
-        log.info("listening for OTLP/HTTP on %s", public.otlp_http)
-        log.info("serving the API on %s", join_host_port(api.host, api.port))
-        log.info("%d worker processes, each owning a share of the traces", workers)
-        log_outputs(settings, rules)
-        watcher = asyncio.create_task(supervisor.watch(session), name="worker-watcher")
-        await stop.wait()
-        api.draining = True
-        code = await supervisor.stop(session)
-        watcher.cancel()
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    api = SupervisorApi(settings, supervisor)
+    control = ApiServer(
+        "",
+        0,
+        [web.post("/internal/membership", supervisor.membership_event)],
+        unix_path=supervisor_socket(supervisor.private_dir),
+    )
+    try:
+        await api.start()  # first: a taken API port fails start-up before anything else runs
+        await control.start()
+        if supervisor.controller is not None:
+            await supervisor.controller.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
         await api.stop()
+        await control.stop()
+        return 1
+    for index in range(supervisor.workers):
+        supervisor.spawn(index)
+    if not await supervisor.wait_for("serving", START_TIMEOUT):
+        log.error("the workers did not start; see their log lines above")
+        supervisor.stopping = True
+        supervisor.kill_all()
+        if supervisor.controller is not None:
+            await supervisor.controller.leave()
+        await api.stop()
+        await control.stop()
+        return 1
+    public = supervisor.public
+    log.info("listening for OTLP/gRPC on %s", public.otlp_grpc)
+    log.info("listening for OTLP/HTTP on %s", public.otlp_http)
+    if supervisor.cluster is not None:
+        log.info(
+            "listening for cluster peers on %s (advertised as %s)",
+            ", ".join(supervisor.cluster.listen),
+            supervisor.cluster.node,
+        )
+    log.info("serving the API on %s", api.address)
+    log.info("%d worker processes, each owning a share of the traces", supervisor.workers)
+    log_outputs(settings, supervisor.rules)
+    api.serving = True
+    watcher = asyncio.create_task(supervisor.watch(), name="worker-watcher")
+    await stop.wait()
+    api.serving = False
+    code = await supervisor.stop()
+    watcher.cancel()
+    await api.stop()
+    await control.stop()
     log.info("stopped")
     return code

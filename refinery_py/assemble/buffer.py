@@ -9,10 +9,11 @@ deadline pushes a new entry and the stale one is skipped when it surfaces.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from refinery_py.assemble.decision_cache import CachedDecision, DecisionCache
-from refinery_py.model import Origin, SendReason, SpanBatch
+from refinery_py.model import HandedOffTrace, Origin, SendReason, SpanBatch
 
 SPAN_OVERHEAD_BYTES = 56
 """Bookkeeping per buffered span beyond its wire bytes: bytes-object header and two list slots."""
@@ -136,6 +137,63 @@ class TraceBuffer:
             trace.reason = SendReason.SPAN_LIMIT
             arrivals.over_limit.append(trace)
         return arrivals
+
+    def adopt(self, handed: Sequence[HandedOffTrace], now: float) -> Arrivals:
+        """Take traces another member held until they became ours, keeping their deadlines.
+
+        A trace already buffered here (its later spans came straight to us) is merged with its
+        earlier part; one already decided here gets its spans back as late arrivals. A trace
+        whose deadline passed on the way is due at once.
+        """
+        arrivals = Arrivals()
+        decisions = self.decisions
+        for incoming in handed:
+            trace_id = incoming.trace_id
+            decided = decisions.get(trace_id)
+            if decided is not None and trace_id not in self.traces:
+                late = arrivals.late.setdefault(trace_id, LateSpans(decided))
+                late.spans.extend(incoming.spans)
+                late.origins.extend(incoming.origins)
+                continue
+            first_seen = now - max(0.0, incoming.age)
+            trace = self.traces.get(trace_id)
+            if trace is None:
+                trace = self.traces[trace_id] = BufferedTrace(
+                    trace_id, first_seen, first_seen + self.trace_timeout
+                )
+                self.memory += TRACE_OVERHEAD_BYTES
+            offset = len(trace.spans)
+            trace.spans.extend(incoming.spans)
+            trace.origins.extend(incoming.origins)
+            self.span_count += len(incoming.spans)
+            self.memory += sum(map(len, incoming.spans)) + SPAN_OVERHEAD_BYTES * len(incoming.spans)
+            trace.first_seen = min(trace.first_seen, first_seen)
+            deadline = trace.first_seen + self.trace_timeout
+            reason = SendReason.EXPIRED
+            if trace.root_index < 0 and incoming.root_index >= 0:
+                trace.root_index = offset + incoming.root_index
+                trace.root_seen = now - max(0.0, incoming.root_age or 0.0)
+            if trace.root_index >= 0 and trace.root_seen + self.send_delay < deadline:
+                deadline = trace.root_seen + self.send_delay
+                reason = SendReason.GOT_ROOT
+            if deadline != trace.deadline:
+                trace.deadline = deadline
+                trace.reason = reason
+                heapq.heappush(self._deadlines, (deadline, trace_id))
+            if len(trace.spans) > self.span_limit:
+                removed = self._remove(trace_id)
+                removed.reason = SendReason.SPAN_LIMIT
+                arrivals.over_limit.append(removed)
+        return arrivals
+
+    def release(self, owned: Callable[[bytes], bool]) -> list[BufferedTrace]:
+        """Remove and return every buffered trace that `owned` says is no longer ours."""
+        leaving = [trace_id for trace_id in self.traces if not owned(trace_id)]
+        return [self._remove(trace_id) for trace_id in leaving]
+
+    def take(self, trace_id: bytes) -> BufferedTrace | None:
+        """Remove and return one buffered trace, if it is here."""
+        return self._remove(trace_id) if trace_id in self.traces else None
 
     def _root_arrived(self, trace: BufferedTrace, now: float) -> None:
         trace.root_index = len(trace.spans) - 1

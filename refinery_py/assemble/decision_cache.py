@@ -8,6 +8,7 @@ and the eviction is counted.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from refinery_py.model import Decision, SendReason
@@ -60,6 +61,24 @@ class DecisionCache:
         buckets[-1][1].append(trace_id)
         if len(self._entries) > self.max_entries:
             self._evict_oldest(len(self._entries) - self.max_entries)
+
+    def release(
+        self, owned: Callable[[bytes], bool], now: float
+    ) -> list[tuple[bytes, CachedDecision, float]]:
+        """Forget every decision `owned` says is no longer ours; return them with their ages."""
+        entries = self._entries
+        released: list[tuple[bytes, CachedDecision, float]] = []
+        for recorded, trace_ids in self._buckets:
+            kept: list[bytes] = []
+            for trace_id in trace_ids:
+                if owned(trace_id):
+                    kept.append(trace_id)
+                    continue
+                cached = entries.pop(trace_id, None)
+                if cached is not None:
+                    released.append((trace_id, cached, max(0.0, now - recorded)))
+            trace_ids[:] = kept
+        return released
 
     def expire(self, now: float) -> None:
         """Forget decisions older than the TTL."""

@@ -1,8 +1,22 @@
-"""Rendezvous (highest-random-weight) hashing of trace IDs over the members.
+"""Which node, and which worker process in it, owns a trace ID: rendezvous hashing, twice.
 
-Each member gets a score per trace ID and the highest score owns the trace. When a member joins
-or leaves, only the traces it wins or held move (1/n of them), and every member that knows the
-same member list computes the same owner, with no coordination.
+A cluster is a set of nodes named by their advertised peer addresses; a node runs one or more
+worker processes. Ownership is decided in two steps with independent hashes:
+
+1. the owning node: rendezvous (highest-random-weight) hashing of the trace ID over the nodes;
+2. the owning worker within that node: rendezvous hashing over its worker indices.
+
+Why node-then-worker rather than every worker as a member of one flat list: the member lists that
+users configure and that Redis, DNS or Kubernetes hand out name nodes, and the nodes must agree
+on them exactly; a node's worker count is its own business. With two steps, members that
+disagree about some node's worker count (a restart with another `--workers`, a count not learned
+yet) still agree on the owning node, and that node is the authority on its workers: a span sent
+to the wrong worker is passed on inside the node. Senders that know the owning node's worker
+count address the owning worker directly, so a span reaches its owner in one hop.
+
+Rendezvous hashing moves only what a change must move: when a node joins it takes about 1/n of
+the traces from the others and nothing else moves; when one leaves only its traces move. Scores
+depend on a member's name, never on its position in a list.
 """
 
 from __future__ import annotations
@@ -11,35 +25,90 @@ from collections.abc import Sequence
 
 import xxhash
 
+_WORKER_SEED_SALT = b"refinery_py worker "
 
-class Ownership:
-    """Which of `members` (stable names, e.g. `host:port`) owns a trace ID; `self_index` is us."""
 
-    __slots__ = ("_seeds", "members", "self_index")
+def _seed(name: str) -> int:
+    return xxhash.xxh64_intdigest(name.encode())
 
-    def __init__(self, members: Sequence[str], self_index: int) -> None:
-        if not members:
-            raise ValueError("a cluster needs at least one member")
-        if not 0 <= self_index < len(members):
-            raise ValueError(f"self_index {self_index} is not one of {len(members)} members")
-        if len(set(members)) != len(members):
-            raise ValueError("member names must be unique")
-        self.members = tuple(members)
-        self.self_index = self_index
-        # A member's seed is a hash of its name, so scores depend on who the member is, not on
-        # its position in the list: reordering the list moves no trace.
-        self._seeds = tuple(xxhash.xxh64_intdigest(name.encode()) for name in self.members)
 
-    def owner_of(self, trace_id: bytes) -> int:
-        """The index in `members` of the member that owns `trace_id`."""
-        best_index = 0
+_WORKER_SEEDS = tuple(xxhash.xxh64_intdigest(_WORKER_SEED_SALT + bytes([n])) for n in range(256))
+"""Seeds for worker indices 0..255 (a node has at most one worker per core)."""
+
+
+def worker_of(trace_id: bytes, workers: int) -> int:
+    """The worker index, out of `workers`, that owns `trace_id` within its node."""
+    if workers <= 1:
+        return 0
+    best_index = 0
+    best_score = -1
+    for index in range(workers):
+        score = xxhash.xxh64_intdigest(trace_id, _WORKER_SEEDS[index])
+        if score > best_score:
+            best_index, best_score = index, score
+    return best_index
+
+
+class Placement:
+    """The owner of every trace ID for one view of the cluster, from one worker's point of view.
+
+    `nodes` are the member nodes (stable names: advertised `host:port`), `self_node` the node
+    this process belongs to (it may be absent from `nodes`: a node that is leaving owns nothing),
+    `workers` that node's worker count and `self_worker` this process's index in it.
+    """
+
+    __slots__ = ("_seeds", "nodes", "self_node", "self_worker", "workers")
+
+    def __init__(
+        self, nodes: Sequence[str], self_node: str, workers: int = 1, self_worker: int = 0
+    ) -> None:
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("node names must be unique")
+        if workers < 1 or not 0 <= self_worker < workers:
+            raise ValueError(f"worker {self_worker} is not one of {workers} workers")
+        if workers > len(_WORKER_SEEDS):
+            raise ValueError(f"at most {len(_WORKER_SEEDS)} workers per node")
+        self.nodes = tuple(sorted(nodes))
+        self.self_node = self_node
+        self.workers = workers
+        self.self_worker = self_worker
+        self._seeds = tuple(_seed(name) for name in self.nodes)
+
+    @classmethod
+    def single(cls, name: str, workers: int = 1, self_worker: int = 0) -> Placement:
+        """A node on its own."""
+        return cls((name,), name, workers, self_worker)
+
+    @property
+    def member(self) -> bool:
+        """Whether this node is one of the nodes (a leaving node is not)."""
+        return self.self_node in self.nodes
+
+    def node_of(self, trace_id: bytes) -> str:
+        """The node that owns `trace_id` ("" when there are no nodes at all)."""
+        seeds = self._seeds
+        if len(seeds) == 1:
+            return self.nodes[0]
+        best_index = -1
         best_score = -1
-        for index, seed in enumerate(self._seeds):
+        for index, seed in enumerate(seeds):
             score = xxhash.xxh64_intdigest(trace_id, seed)
             if score > best_score:
                 best_index, best_score = index, score
-        return best_index
+        return self.nodes[best_index] if best_index >= 0 else ""
 
-    @property
-    def alone(self) -> bool:
-        return len(self.members) == 1
+    def owns(self, trace_id: bytes) -> bool:
+        """Whether this very worker owns `trace_id`."""
+        return (
+            self.node_of(trace_id) == self.self_node
+            and worker_of(trace_id, self.workers) == self.self_worker
+        )
+
+    def same_owners(self, other: Placement) -> bool:
+        """Whether `other` assigns every trace to the same node and worker as this one."""
+        return (self.nodes, self.self_node, self.workers, self.self_worker) == (
+            other.nodes,
+            other.self_node,
+            other.workers,
+            other.self_worker,
+        )

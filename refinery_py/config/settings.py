@@ -19,6 +19,12 @@ from refinery_py.config.addresses import (
     parse_endpoint_text,
     parse_host_port,
 )
+from refinery_py.config.cluster_settings import (
+    ClusterSettings,
+    RedisMembershipSettings,
+    check_cluster,
+    check_redis,
+)
 from refinery_py.config.export_settings import OtlpExportSettings, check_otlp_export
 from refinery_py.config.loader import Reader, TextParser
 from refinery_py.config.mapping_view import MappingView
@@ -47,6 +53,13 @@ class ListenSettings:
         "api",
         "Address (host:port) of the HTTP API: health, metrics, trace queries.",
         default="127.0.0.1:8088",
+    )
+    peer: HostPort = option(
+        "peer",
+        "Address (host:port) of this node's peer door, where other cluster members send the "
+        "spans this node owns; with several workers, worker i listens on port + i. Only opened "
+        "when a cluster is configured.",
+        default="127.0.0.1:4319",
     )
     line: int = 0
 
@@ -264,6 +277,11 @@ class Settings:
     logging: LoggingSettings = option(
         "logging", "refinery_py's own logging.", default_factory=LoggingSettings
     )
+    cluster: ClusterSettings = option(
+        "cluster",
+        "Several nodes sampling as one (default: a node on its own).",
+        default_factory=ClusterSettings,
+    )
     source: str = field(default="", compare=False)
     """The file the settings came from ("" for built-in defaults)."""
 
@@ -280,7 +298,12 @@ def _check_traces(reader: Reader, view: MappingView) -> None:
         view.fail("decision_cache_ttl")
 
 
-_CHECKS = {TracesSettings: _check_traces, OtlpExportSettings: check_otlp_export}
+_CHECKS = {
+    TracesSettings: _check_traces,
+    OtlpExportSettings: check_otlp_export,
+    ClusterSettings: check_cluster,
+    RedisMembershipSettings: check_redis,
+}
 _PARSERS: dict[object, TextParser] = {
     HostPort: parse_host_port,
     EndpointText: parse_endpoint_text,
@@ -336,6 +359,7 @@ def _read_file(path: str | Path) -> tuple[Settings | None, list[Problem]]:
 
 __all__ = [
     "ApiSettings",
+    "ClusterSettings",
     "EndpointText",
     "ExportSettings",
     "HostPort",
@@ -344,6 +368,7 @@ __all__ = [
     "LoggingSettings",
     "OtlpExportSettings",
     "RecordSettings",
+    "RedisMembershipSettings",
     "Settings",
     "StoreSettings",
     "TracesSettings",

@@ -2,12 +2,12 @@
 
 from refinery_py.model.batch import Origin, SpanBatch
 from refinery_py.model.decision import Decision, KeptTrace, SendReason
+from refinery_py.model.handoff import HandedOffDecision, HandedOffTrace, Handoff
 from refinery_py.model.ports import (
     ACCEPTED,
     Admission,
+    ClusterSink,
     EncodedSpans,
-    ForwardedSpans,
-    PeerSink,
     SpanSink,
     TraceExporter,
 )
@@ -16,13 +16,15 @@ from refinery_py.model.views import FieldValue, SpanView, TraceView
 __all__ = [
     "ACCEPTED",
     "Admission",
+    "ClusterSink",
     "Decision",
     "EncodedSpans",
     "FieldValue",
-    "ForwardedSpans",
+    "HandedOffDecision",
+    "HandedOffTrace",
+    "Handoff",
     "KeptTrace",
     "Origin",
-    "PeerSink",
     "SendReason",
     "SpanBatch",
     "SpanSink",

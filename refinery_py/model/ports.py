@@ -7,6 +7,7 @@ from typing import Protocol
 
 from refinery_py.model.batch import SpanBatch
 from refinery_py.model.decision import KeptTrace
+from refinery_py.model.handoff import Handoff
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,32 +39,23 @@ class EncodedSpans(Protocol):
     def span_count(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ForwardedSpans:
-    """Spans on their way to the cluster member that owns their traces."""
-
-    payload: bytes
-    span_count: int
-
-
-class PeerSink(Protocol):
-    """Where spans owned by another member are sent (an OTLP exporter to that member)."""
-
-    def offer(self, spans: EncodedSpans) -> None:
-        """Queue without blocking; if the queue is full, drop and count."""
-        ...
-
-    @property
-    def congested(self) -> bool:
-        """Whether the queue is filling up: time to push back on senders."""
-        ...
-
-
 class SpanSink(Protocol):
     """Where receivers deliver decoded spans (the pipeline)."""
 
     def accept(self, batch: SpanBatch, protocol: str) -> Admission:
         """Take a batch (buffer it synchronously) or refuse all of it. `protocol` labels metrics."""
+        ...
+
+
+class ClusterSink(Protocol):
+    """Where a peer door delivers what other cluster members send (the pipeline)."""
+
+    def accept_forwarded(self, batch: SpanBatch, hops: int) -> Admission:
+        """Take spans another member forwarded (`hops` requests so far), or refuse them all."""
+        ...
+
+    def adopt(self, handoff: Handoff, hops: int) -> Admission:
+        """Take traces and decisions whose previous owner handed them over."""
         ...
 
 

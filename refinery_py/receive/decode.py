@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 
 from refinery_py.model import SpanBatch
-from refinery_py.otlp.batch_codec import decode_span_batches, is_span_batch
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.otlp.json import json_to_protobuf
 
@@ -21,19 +20,13 @@ class Encoding(enum.Enum):
     JSON = "application/json"
 
 
-def decode_request(
-    body: bytes, encoding: Encoding, origins: OriginInterner, *, validate: bool = True
-) -> SpanBatch:
+def decode_request(body: bytes, encoding: Encoding, origins: OriginInterner) -> SpanBatch:
     """Split an `ExportTraceServiceRequest` body into a SpanBatch.
 
     Raises `otlp.errors.MalformedPayload`, with a message for the client, when the body is not a
-    valid OTLP request in `encoding`. `validate=False` trusts the body (a peer that validated it
-    at its own front door), checking only the framing the split reads; such a body may also be
-    span batch records (`otlp.batch_codec`), as worker processes forward them.
+    valid OTLP request in `encoding`.
     """
-    if not validate and is_span_batch(body):
-        return decode_span_batches(body, origins)
     if encoding is Encoding.JSON:
         # The converter's output was just serialized by protobuf itself: no need to validate it.
         return split_request(json_to_protobuf(body), origins, validate=False)
-    return split_request(body, origins, validate=validate)
+    return split_request(body, origins)

@@ -25,9 +25,8 @@ GRPC = "grpc"
 HTTP_PROTOBUF = "http_protobuf"
 HTTP_JSON = "http_json"
 HTTP = "http"
-PEER = "peer"
-"""Protocol labels: the three doors spans come through, HTTP before its encoding is known, and
-the door between cluster members (or worker processes) for spans forwarded to their owner."""
+"""Protocol labels: the three doors spans come through, and HTTP before its encoding is known.
+(Spans forwarded between cluster members arrive through `cluster.peer_door`.)"""
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 """Larger request bodies (after decompression) are refused as too large."""
@@ -69,11 +68,6 @@ class Intake:
     `protocol` is the label of the door a body came through: GRPC, HTTP_PROTOBUF or HTTP_JSON
     (or HTTP for a request refused before its encoding was known). It labels the metrics and is
     passed on to the pipeline.
-
-    A `peer` intake serves the private door other members forward owned spans through: bodies
-    were validated at the member's front door, so they are only split; spans are counted in
-    `refinery_cluster_spans_total{direction="received"}` (they were counted as received where
-    they came in) and are not recorded again.
     """
 
     def __init__(
@@ -83,28 +77,22 @@ class Intake:
         metrics: Metrics,
         log: ThrottledLog | None = None,
         recorder: Recorder | None = None,
-        *,
-        peer: bool = False,
     ) -> None:
         self._sink = sink
-        self._peer = peer
-        self._recorder = None if peer else recorder
+        self._recorder = recorder
         self._origins = origins
         self._metrics = metrics
         self._log = log if log is not None else ThrottledLog(_log)
         doors = (GRPC, HTTP_PROTOBUF, HTTP_JSON)
         self._spans_received = {door: metrics.spans_received.labels(door) for door in doors}
-        self._spans_received[PEER] = metrics.cluster_spans.labels("received")
-        self._request_bytes = {door: metrics.request_bytes.labels(door) for door in (*doors, PEER)}
+        self._request_bytes = {door: metrics.request_bytes.labels(door) for door in doors}
         self._rejected_spans = metrics.spans_rejected.labels(INVALID_ID)
 
     def take(self, body: bytes, encoding: Encoding, protocol: str) -> Receipt:
         """Decode `body` and offer its spans to the pipeline; never raises for bad input."""
-        if self._peer:
-            protocol = PEER
         self._request_bytes[protocol].inc(len(body))
         try:
-            batch = decode_request(body, encoding, self._origins, validate=not self._peer)
+            batch = decode_request(body, encoding, self._origins)
         except MalformedPayload as exc:
             return self.refuse(protocol, Refusal.MALFORMED, str(exc))
         if batch.spans:

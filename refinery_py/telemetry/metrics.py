@@ -208,6 +208,61 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        self.forward_spans = Counter(
+            "refinery_cluster_forward_spans",
+            "Spans queued for another member, by how they ended: delivered, rejected (the peer "
+            "refused the body), dropped_shutdown (still queued when shutdown ran out of time).",
+            ["outcome"],
+            registry=r,
+        )
+        self.forward_rerouted_spans = Counter(
+            "refinery_cluster_rerouted_spans",
+            "Queued spans sent to a different member after the owners changed (not an outcome: "
+            "they end in another member's queue).",
+            registry=r,
+        )
+        self.forward_queue_spans = Gauge(
+            "refinery_cluster_forward_queue_spans",
+            "Spans waiting to be forwarded to other members.",
+            registry=r,
+        )
+        self.forward_queue_bytes = Gauge(
+            "refinery_cluster_forward_queue_bytes",
+            "Bytes of spans waiting to be forwarded to other members.",
+            registry=r,
+        )
+        self.relayed_spans = Counter(
+            "refinery_cluster_relayed_spans",
+            "Spans that reached a member that does not own them and were passed on to the owner.",
+            registry=r,
+        )
+        self.misplaced_spans = Counter(
+            "refinery_cluster_misplaced_spans",
+            "Spans kept by a member that does not own them because members disagreed on the "
+            "owners (handed on once they agree).",
+            registry=r,
+        )
+        self.handoff_traces = Counter(
+            "refinery_cluster_handoff_traces",
+            "Undecided traces handed to their new owner after the owners changed (out) or taken "
+            "from their previous owner (in).",
+            ["direction"],
+            registry=r,
+        )
+        self.handoff_spans = Counter(
+            "refinery_cluster_handoff_spans",
+            "Spans of the handed-off traces, by direction (out, in).",
+            ["direction"],
+            registry=r,
+        )
+        self.handoff_decisions = Counter(
+            "refinery_cluster_handoff_decisions",
+            "Remembered decisions handed to a trace's new owner (out) or taken from its previous "
+            "owner (in), so late spans still follow them.",
+            ["direction"],
+            registry=r,
+        )
+        self.membership = MembershipMetrics(r)
 
         # rules
         self.rules_reloads = Counter(
@@ -215,4 +270,22 @@ class Metrics:
             "Attempts to load a changed rules file, by outcome (applied/rejected/unchanged).",
             ["outcome"],
             registry=r,
+        )
+
+
+class MembershipMetrics:
+    """The cluster view's metrics: kept by whoever runs the membership (the node, or the
+    supervisor of its workers)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.members = Gauge(
+            "refinery_cluster_members",
+            "Nodes in this node's current view of the cluster (itself included while it is a "
+            "member).",
+            registry=registry,
+        )
+        self.changes = Counter(
+            "refinery_cluster_membership_changes",
+            "Times this node's view of the cluster changed.",
+            registry=registry,
         )

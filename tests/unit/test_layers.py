@@ -33,7 +33,7 @@ LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
     "store": ({"model", "otlp", "telemetry"}, {"google", "opentelemetry", "orjson"}, set()),
     "cluster": (
         {"model", "otlp", "telemetry"},
-        {"grpc", "aiohttp", "google", "opentelemetry", "redis", "xxhash"},
+        {"grpc", "aiohttp", "google", "opentelemetry", "orjson", "redis", "xxhash"},
         set(),
     ),
     "replay": (

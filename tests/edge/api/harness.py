@@ -12,7 +12,7 @@ import aiohttp
 
 from refinery_py.api.auth import bearer_token_auth
 from refinery_py.api.health import health_routes
-from refinery_py.api.query_routes import query_routes
+from refinery_py.api.query_routes import QueryHandlers, query_routes
 from refinery_py.api.server import ApiServer
 from refinery_py.assemble import DecisionCache
 from refinery_py.store import StoreReader, StoreWriter, open_for_writing
@@ -62,7 +62,7 @@ async def running_api(
         0,
         [
             *health_routes(metrics.registry, lambda: (True, "serving")),
-            *query_routes(reader, decisions.get, clock=lambda: NOW),
+            *query_routes(QueryHandlers(reader, decisions.get, clock=lambda: NOW)),
         ],
         middlewares=[bearer_token_auth(token)] if token else [],
     )

@@ -1,0 +1,360 @@
+"""One peer door's outgoing queue: spans and handoffs on their way to it, in order, with retries.
+
+Forwarded spans were accepted at a front door, so a link never gives up on them while their
+destination is a member: a failed request goes back to the head of the queue and is retried with
+backoff (a peer's 429 or Retry-After sets the pause). Memory is what bounds a link: its queue
+holds at most `max_bytes` of forwarded spans, and the forwarder refuses a front-door request
+whose spans would not fit (the sender retries later) instead of taking and dropping them.
+Handoffs are not bounded that way: they move spans that are already held, so refusing them
+would not free anything.
+
+When the destination stops being the owner of what is queued for it (it left the cluster, or its
+node now has fewer workers), the forwarder `retire`s the link and re-routes what it held; a
+request in flight then finishes first, and if it fails its spans are re-routed too. Spans are
+never re-sent after a success, so nothing arrives twice.
+
+Each span the link is given ends in one outcome of `refinery_cluster_forward_spans_total`:
+delivered, rejected (the peer refused the body as malformed; never expected), kept_locally (its
+owner could not be reached when this node shut down, so it was decided here) or
+dropped_shutdown (cut off in flight by the shutdown) — or it is re-routed and ends in another
+link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from refinery_py.cluster.handoff_codec import encode_handoff
+from refinery_py.model import Handoff, SpanBatch
+from refinery_py.otlp.batch_codec import encode_span_batch
+from refinery_py.telemetry import Metrics
+from refinery_py.telemetry.throttled_log import ThrottledLog
+
+log = logging.getLogger(__name__)
+
+SPANS_PATH = "/peer/v1/spans"
+HANDOFF_PATH = "/peer/v1/handoff"
+HOPS_HEADER = "X-Refinery-Hops"
+WORKERS_HEADER = "X-Refinery-Workers"
+"""On every peer-door response: the answering node's worker doors, comma-separated, in order."""
+UNIX_PREFIX = "unix:"
+"""A door address naming a Unix socket (the worker processes of one node talk this way)."""
+
+REQUEST_MAX_BYTES = 8 << 20
+"""Queued items are joined into requests of about this size (a larger single item goes alone)."""
+UNREACHABLE_GRACE = 2.0
+"""At shutdown, how long a link keeps trying a peer that is failing before it gives up."""
+_RETRY_INITIAL = 0.05
+_RETRY_MAX = 2.0
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One item in a link's queue: forwarded spans (with their hop count) or a handoff."""
+
+    batch: SpanBatch | None = None
+    handoff: Handoff | None = None
+    hops: int = 1
+    size: int = 0
+    spans: int = 0
+
+    @classmethod
+    def of_spans(cls, batch: SpanBatch, hops: int) -> Outgoing:
+        return cls(batch=batch, hops=hops, size=batch.byte_size, spans=batch.span_count)
+
+    @classmethod
+    def of_handoff(cls, handoff: Handoff, hops: int) -> Outgoing:
+        size = sum(sum(map(len, t.spans)) for t in handoff.traces) + 24 * len(handoff.decisions)
+        return cls(handoff=handoff, hops=hops, size=size, spans=handoff.span_count)
+
+
+@dataclass(slots=True)
+class _LinkState:
+    queue: deque[Outgoing] = field(default_factory=deque)
+    bytes: int = 0
+    spans: int = 0
+    in_flight: list[Outgoing] = field(default_factory=list)
+
+
+class ForwardLedger:
+    """The forwarding metrics, with their label children bound once."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        outcomes = ("delivered", "rejected", "kept_locally", "dropped_shutdown")
+        self.outcome = {o: metrics.forward_spans.labels(o) for o in outcomes}
+        self.rerouted = metrics.forward_rerouted_spans
+        self.queue_spans = metrics.forward_queue_spans
+        self.queue_bytes = metrics.forward_queue_bytes
+
+
+class PeerLink:
+    """Sends what is queued for one peer door (`host:port`, or `unix:PATH`)."""
+
+    def __init__(
+        self,
+        door: str,
+        *,
+        ledger: ForwardLedger,
+        secret: str | None,
+        max_bytes: int,
+        on_workers: Callable[[str, tuple[str, ...]], None] | None = None,
+        on_orphans: Callable[[list[Outgoing]], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.door = door
+        self.max_bytes = max_bytes
+        self._ledger = ledger
+        self._headers = {"Content-Type": "application/octet-stream"}
+        if secret:
+            self._headers["Authorization"] = f"Bearer {secret}"
+        self._on_workers = on_workers
+        self._on_orphans = on_orphans
+        self._rng = rng or random.Random()
+        self._state = _LinkState()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._retired = False
+        self._closing = False
+        self._log = ThrottledLog(log, interval=10.0)
+        self.failures = 0
+        """Consecutive failed attempts (0 while the peer answers)."""
+        self._failing_since: float | None = None
+
+    # ---- the queue ----------------------------------------------------------------------------
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._state.bytes
+
+    @property
+    def queued_spans(self) -> int:
+        return self._state.spans
+
+    @property
+    def congested(self) -> bool:
+        """More than half the queue is in use: the peer is not keeping up (or is down)."""
+        return self._state.bytes * 2 > self.max_bytes
+
+    def has_room(self, size: int) -> bool:
+        return self._state.bytes + size <= self.max_bytes
+
+    def offer(self, item: Outgoing) -> None:
+        """Queue an item (the caller checked `has_room` for forwarded spans)."""
+        state = self._state
+        state.queue.append(item)
+        state.bytes += item.size
+        state.spans += item.spans
+        self._ledger.queue_spans.inc(item.spans)
+        self._ledger.queue_bytes.inc(item.size)
+        self._wakeup.set()
+
+    def _take(self) -> list[Outgoing]:
+        """The next request's items: consecutive items of one kind (and hop count)."""
+        state = self._state
+        first = state.queue.popleft()
+        items = [first]
+        size = first.size
+        while state.queue and size < REQUEST_MAX_BYTES:
+            candidate = state.queue[0]
+            if (candidate.handoff is None) != (first.handoff is None) or (
+                candidate.hops != first.hops
+            ):
+                break
+            if size + candidate.size > REQUEST_MAX_BYTES:
+                break
+            items.append(state.queue.popleft())
+            size += candidate.size
+        return items
+
+    def _settle(self, items: list[Outgoing]) -> None:
+        """Items leave the queue's accounting (delivered, rejected, dropped or re-routed)."""
+        state = self._state
+        for item in items:
+            state.bytes -= item.size
+            state.spans -= item.spans
+            self._ledger.queue_spans.dec(item.spans)
+            self._ledger.queue_bytes.dec(item.size)
+
+    def retire_queue(self) -> list[Outgoing]:
+        """Take back what is queued (not a request in flight) to route it again."""
+        state = self._state
+        items = list(state.queue)
+        state.queue.clear()
+        self._settle(items)
+        return items
+
+    def retire(self) -> list[Outgoing]:
+        """Stop sending new requests; return what is queued for re-routing. A request in flight
+        finishes; if it fails, its items go to `on_orphans`."""
+        self._retired = True
+        items = self.retire_queue()
+        self._wakeup.set()
+        return items
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"peer-link {self.door}")
+
+    async def close(self, timeout: float) -> list[Outgoing]:
+        """Send what is queued, then stop; return what could not be sent.
+
+        Waits up to `timeout` seconds, but only `UNREACHABLE_GRACE` once the peer has been
+        failing that long (a member that is gone will not come back during a shutdown). A
+        request cut off in flight may or may not have arrived: its spans are counted
+        dropped_shutdown. Queued items never left, so they are handed back to the caller, which
+        keeps them (nothing accepted is dropped for want of its owner).
+        """
+        self._closing = True
+        self._wakeup.set()
+        task = self._task
+        if task is not None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while not task.done() and loop.time() < deadline:
+                failing = self._failing_since
+                if failing is not None and loop.time() - failing > UNREACHABLE_GRACE:
+                    break
+                await asyncio.wait({task}, timeout=0.1)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        state = self._state
+        in_flight, queued = state.in_flight, list(state.queue)
+        state.queue.clear()
+        state.in_flight = []
+        self._settle([*in_flight, *queued])
+        lost = sum(item.spans for item in in_flight)
+        if lost:
+            self._ledger.outcome["dropped_shutdown"].inc(lost)
+            log.warning(
+                "peer %s: %d forwarded spans were cut off in flight at shutdown", self.door, lost
+            )
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        return queued
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector: aiohttp.BaseConnector
+            if self.door.startswith(UNIX_PREFIX):
+                connector = aiohttp.UnixConnector(path=self.door[len(UNIX_PREFIX) :])
+            else:
+                connector = aiohttp.TCPConnector(limit=4)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=60, sock_connect=2),
+            )
+        return self._session
+
+    def _url(self, path: str) -> str:
+        if self.door.startswith(UNIX_PREFIX):
+            return f"http://localhost{path}"
+        return f"http://{self.door}{path}"
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._send_all()
+        finally:
+            if self._retired and self._session is not None:
+                # Nobody closes a retired link: it ends when its last request is settled.
+                await self._session.close()
+                self._session = None
+
+    async def _send_all(self) -> None:
+        state = self._state
+        while True:
+            if not state.queue:
+                if self._closing or self._retired:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            items = self._take()
+            state.in_flight = items
+            try:
+                outcome, pause = await self._send(items)
+            finally:
+                state.in_flight = []
+            if outcome == "retry":
+                if self._retired:
+                    self._settle(items)
+                    if self._on_orphans is not None:
+                        self._on_orphans(items)
+                    continue
+                state.queue.extendleft(reversed(items))
+                self.failures += 1
+                if self._failing_since is None:
+                    self._failing_since = asyncio.get_running_loop().time()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        # Close and retire wake the loop early: retire to re-route, close to
+                        # give up waiting only when its own timeout says so.
+                        while not self._retired:
+                            self._wakeup.clear()
+                            await self._wakeup.wait()
+                continue
+            self.failures = 0
+            self._failing_since = None
+            self._settle(items)
+            self._ledger.outcome[outcome].inc(sum(item.spans for item in items))
+
+    async def _send(self, items: list[Outgoing]) -> tuple[str, float]:
+        """("delivered" | "rejected" | "retry", pause before the retry)."""
+        first = items[0]
+        if first.handoff is not None:
+            path = HANDOFF_PATH
+            body = b"".join(encode_handoff(item.handoff) for item in items if item.handoff)
+        else:
+            path = SPANS_PATH
+            body = b"".join(encode_span_batch(item.batch) for item in items if item.batch)
+        headers = {**self._headers, HOPS_HEADER: str(first.hops)}
+        pause = min(_RETRY_MAX, _RETRY_INITIAL * 2 ** min(self.failures, 10))
+        pause = self._rng.uniform(pause / 2, pause)
+        try:
+            async with self._client().post(self._url(path), data=body, headers=headers) as reply:
+                status = reply.status
+                text = (await reply.read())[:300].decode(errors="replace")
+                workers = reply.headers.get(WORKERS_HEADER)
+                retry_after = reply.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            self._log.report(
+                "unreachable",
+                "peer %s unreachable (%s); %d spans wait for it",
+                self.door,
+                type(error).__name__,
+                self.queued_spans + sum(item.spans for item in items),
+            )
+            return "retry", pause
+        if workers and self._on_workers is not None:
+            self._on_workers(self.door, tuple(w for w in workers.split(",") if w))
+        if status == 200:
+            return "delivered", 0.0
+        if status in (400, 413):
+            log.error("peer %s refused %d forwarded spans: %s", self.door, first.spans, text)
+            return "rejected", 0.0
+        if retry_after is not None:
+            with contextlib.suppress(ValueError):
+                pause = min(_RETRY_MAX * 5, max(pause, float(retry_after)))
+        self._log.report(
+            f"status {status}",
+            "peer %s answered %d (%s); retrying",
+            self.door,
+            status,
+            text,
+        )
+        return "retry", pause
