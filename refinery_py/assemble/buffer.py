@@ -157,6 +157,7 @@ class TraceBuffer:
                 continue
             first_seen = now - max(0.0, incoming.age)
             trace = self.traces.get(trace_id)
+            created = trace is None
             if trace is None:
                 trace = self.traces[trace_id] = BufferedTrace(
                     trace_id, first_seen, first_seen + self.trace_timeout
@@ -176,7 +177,7 @@ class TraceBuffer:
             if trace.root_index >= 0 and trace.root_seen + self.send_delay < deadline:
                 deadline = trace.root_seen + self.send_delay
                 reason = SendReason.GOT_ROOT
-            if deadline != trace.deadline:
+            if created or deadline != trace.deadline:
                 trace.deadline = deadline
                 trace.reason = reason
                 heapq.heappush(self._deadlines, (deadline, trace_id))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import random
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -14,10 +13,6 @@ from pathlib import Path
 
 from tests.e2e.harness import ReceivedSpan, RecordingBackend, RefineryProcess, wait_until
 from tests.otlp_builders import request, span
-
-KEEP_ALL = (
-    "RulesVersion: 2\nSamplers:\n  __default__:\n    DeterministicSampler:\n      SampleRate: 1\n"
-)
 
 
 class RedisServer:
@@ -60,14 +55,6 @@ class RedisServer:
     def __exit__(self, *_: object) -> None:
         self.process.terminate()
         self.process.wait(10)
-
-
-def free_port() -> int:
-    """A port free right now (a static member list must name ports before the nodes start)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_node_config(

@@ -16,13 +16,12 @@ import threading
 import time
 from pathlib import Path
 
+from tests.cluster_support import KEEP_ALL, free_port, free_ports
 from tests.e2e.cluster_harness import (
-    KEEP_ALL,
     RedisServer,
     SpreadTraffic,
     address_of,
     check_whole_once,
-    free_port,
     write_node_config,
 )
 from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until
@@ -223,5 +222,43 @@ def test_members_join_and_leave_while_traces_are_in_flight(tmp_path: Path) -> No
             n.metric("refinery_cluster_handoff_traces_total", direction="in") for n in nodes
         )
         assert handed > 0, "the join and the leave moved traces in flight"
+        for node in nodes:
+            assert node.terminate() == 0
+
+
+def test_nodes_of_two_workers_reach_the_owning_worker_in_one_hop(tmp_path: Path) -> None:
+    ports = [free_ports(2) for _ in range(2)]  # worker i listens on the peer port + i
+    peers = [f"127.0.0.1:{port}" for port in ports]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(KEEP_ALL)
+    with RecordingBackend() as backend, contextlib.ExitStack() as stack:
+        nodes = [
+            stack.enter_context(
+                RefineryProcess(
+                    write_node_config(
+                        tmp_path,
+                        f"node{i}",
+                        backend,
+                        [f"peers: [{', '.join(peers)}]"],
+                        peer_port=port,
+                    ),
+                    rules,
+                    workers=2,
+                )
+            )
+            for i, port in enumerate(ports)
+        ]
+        assert members(nodes[1]) == {"self": peers[1], "members": sorted(peers), "source": "static"}
+        traffic = SpreadTraffic(seed=31)
+        addresses = [address_of(node) for node in nodes]
+        send_traces(traffic, addresses, 10)  # teaches each worker the other node's workers
+        wait_until(lambda: len(backend.spans()) == 60, what="the first traces exported")
+        relayed_before = sum(n.metric("refinery_cluster_relayed_spans_total") for n in nodes)
+        send_traces(traffic, addresses, 50)
+        wait_until(lambda: decided(nodes) == 60, what="60 traces decided")
+        wait_until(lambda: len(backend.spans()) == 360, what="every span exported")
+        check_whole_once(backend, traffic)
+        relayed = sum(n.metric("refinery_cluster_relayed_spans_total") for n in nodes)
+        assert relayed == relayed_before, "once the workers are known, no span takes two hops"
         for node in nodes:
             assert node.terminate() == 0

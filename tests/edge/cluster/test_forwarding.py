@@ -1,0 +1,277 @@
+"""Members in one event loop, each a real pipeline behind a real peer door on loopback.
+
+What is tested here needs control a whole process does not give: a member whose door is down
+while another queues for it, owners that disagree for a moment, a clock moved by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+
+from refinery_py.assemble import DecisionCache, TraceBuffer
+from refinery_py.cluster.forwarding import Forwarder
+from refinery_py.cluster.ownership import Placement
+from refinery_py.cluster.peer_door import PeerDoor
+from refinery_py.config.rules import parse_rules
+from refinery_py.decide.engine import RulesEngine
+from refinery_py.model import KeptTrace, SpanBatch
+from refinery_py.otlp.batch_codec import encode_span_batch
+from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.pipeline import Pipeline
+from refinery_py.telemetry import Metrics
+from tests.cluster_support import KEEP_ALL, free_port
+from tests.otlp_builders import request, span
+
+
+class Collecting:
+    def __init__(self) -> None:
+        self.traces: list[KeptTrace] = []
+
+    def offer(self, trace: KeptTrace) -> None:
+        self.traces.append(trace)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self, timeout: float) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Member:
+    """A pipeline with a forwarder and a peer door at `name` (127.0.0.1:port)."""
+
+    def __init__(self, name: str, clock: Clock, *, secret: str | None, queue: int) -> None:
+        self.name = name
+        self.metrics = Metrics()
+        self.exported = Collecting()
+        self.forwarder = Forwarder(
+            Placement([name], name),
+            sibling_doors=(),
+            metrics=self.metrics,
+            secret=secret,
+            queue_max_bytes=queue,
+        )
+        self.pipeline = Pipeline(
+            buffer=TraceBuffer(
+                send_delay=2.0,
+                trace_timeout=30.0,
+                span_limit=1000,
+                decisions=DecisionCache(60.0, 1 << 20),
+            ),
+            decider=RulesEngine(parse_rules(KEEP_ALL, "r.yaml")),
+            exporters=[self.exported],
+            metrics=self.metrics,
+            customer_fields=("customer.id",),
+            max_memory=1 << 30,
+            clock=clock,
+            forwarder=self.forwarder,
+        )
+        host, port = name.rsplit(":", 1)
+        self.door = PeerDoor(
+            self.pipeline,
+            metrics=self.metrics,
+            tcp=(host, int(port)),
+            unix_path=None,
+            doors=(name,),
+            worker=0,
+            secret=secret,
+            max_request_bytes=1 << 24,
+        )
+
+    def place(self, nodes: list[str]) -> None:
+        self.pipeline.set_placement(Placement(nodes, self.name))
+
+    def metric(self, family: str, *labels: str) -> float:
+        counter = getattr(self.metrics, family)
+        child = counter.labels(*labels) if labels else counter
+        return float(child._value.get())
+
+    def buffered(self) -> set[bytes]:
+        return set(self.pipeline.buffer.traces)
+
+
+@asynccontextmanager
+async def cluster(
+    count: int, *, down: set[int] = frozenset(), secret: str | None = None, queue: int = 1 << 24
+) -> AsyncIterator[tuple[list[Member], Clock]]:
+    """`count` members that all know each other; those in `down` never open their door."""
+    clock = Clock()
+    names = [f"127.0.0.1:{free_port()}" for _ in range(count)]
+    members = [Member(name, clock, secret=secret, queue=queue) for name in names]
+    for index, member in enumerate(members):
+        member.forwarder.start()
+        if index not in down:
+            await member.door.start()
+        member.place(names)
+    try:
+        yield members, clock
+    finally:
+        for member in members:
+            await member.forwarder.close(0.5)
+            await member.door.stop()
+
+
+def batch_of(traces: range, spans_each: int = 3) -> SpanBatch:
+    spans = [
+        span(trace, number, None if number == 1 else 1)
+        for trace in traces
+        for number in range(1, spans_each + 1)
+    ]
+    return split_request(request(*spans).SerializeToString(), OriginInterner())
+
+
+async def until(condition: object, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)
+
+
+def owned_by(member: Member, placement_nodes: list[str], traces: range) -> list[int]:
+    placement = Placement(placement_nodes, member.name)
+    return [t for t in traces if placement.node_of(t.to_bytes(16, "big")) == member.name]
+
+
+async def test_spans_queued_for_a_member_that_leaves_go_to_the_new_owner() -> None:
+    async with cluster(3, down={2}) as (members, _):
+        a, b, c = members
+        names = [m.name for m in members]
+        for_c = owned_by(c, names, range(1, 200))[:10]
+        for trace in for_c:
+            assert a.pipeline.accept(batch_of(range(trace, trace + 1)), "grpc").accepted
+        await asyncio.sleep(0.3)  # the link to c retries: c's door is down
+        assert a.forwarder.queued_spans == 30
+        a.place([a.name, b.name])  # c is gone
+        b.place([a.name, b.name])
+        ids = {t.to_bytes(16, "big") for t in for_c}
+        await until(lambda: ids <= a.buffered() | b.buffered())
+        assert a.forwarder.queued_spans == 0
+        assert a.metric("forward_rerouted_spans") == 3 * len(ids & b.buffered())
+        assert a.metric("forward_spans", "dropped_shutdown") == 0
+
+
+async def test_a_member_that_cannot_take_more_gets_the_request_refused() -> None:
+    async with cluster(2, down={1}, queue=4000) as (members, _):
+        a, b = members
+        names = [m.name for m in members]
+        for_b = owned_by(b, names, range(1, 400))
+        answers = [a.pipeline.accept(batch_of(range(t, t + 1)), "grpc") for t in for_b[:40]]
+        refused = [answer for answer in answers if not answer.accepted]
+        assert refused, "the queue for b filled up"
+        assert "queueing up" in refused[0].message
+        taken = sum(1 for answer in answers if answer.accepted)
+        assert a.forwarder.queued_spans == 3 * taken  # refused requests left nothing behind
+        assert not a.buffered()
+
+
+async def test_an_undecided_trace_moves_with_its_deadline_and_a_decision_with_its_verdict() -> None:
+    async with cluster(2) as (members, clock):
+        a, b = members
+        a.place([a.name])  # a thinks it is alone for now
+        b.place([a.name])
+        traces = owned_by(b, [a.name, b.name], range(1, 100))[:6]
+        decided, waiting = traces[:3], traces[3:]
+        for trace in decided:
+            assert a.pipeline.accept(batch_of(range(trace, trace + 1)), "grpc").accepted
+        clock.now += 2.0
+        a.pipeline.decide_due()
+        assert len(a.exported.traces) == 3
+        clock.now += 1.0
+        for trace in waiting:
+            assert a.pipeline.accept(batch_of(range(trace, trace + 1)), "grpc").accepted
+        clock.now += 1.0  # the waiting traces' roots came 1 s ago: due in 1 s
+        both = [a.name, b.name]
+        b.place(both)
+        a.place(both)  # b joined: a hands over what b owns now
+        ids = {t.to_bytes(16, "big") for t in waiting}
+        await until(lambda: ids <= b.buffered())
+        assert not a.buffered()
+        clock.now += 0.9
+        b.pipeline.decide_due()
+        assert b.exported.traces == []
+        clock.now += 0.1
+        b.pipeline.decide_due()
+        assert {t.trace_id for t in b.exported.traces} == ids
+        # A late span of a trace a decided before b joined follows a's decision at b.
+        late_trace = decided[0]
+        await until(lambda: b.pipeline.decisions.get(late_trace.to_bytes(16, "big")) is not None)
+        late = batch_of(range(late_trace, late_trace + 1), spans_each=1)
+        late.root_positions.clear()
+        assert b.pipeline.accept(late, "grpc").accepted
+        assert b.exported.traces[-1].send_reason.value == "trace_send_late_span"
+        assert b.metric("handoff_traces", "in") == 3
+        assert b.metric("handoff_decisions", "in") == 3
+
+
+async def test_members_that_disagree_do_not_bounce_spans_forever() -> None:
+    async with cluster(2) as (members, _):
+        a, b = members
+        both = [a.name, b.name]
+        trace = owned_by(b, both, range(1, 100))[0]
+        # a routes by the shared view (b owns it), b still thinks it is alone without a.
+        a.place(both)
+        b.place([a.name])
+        assert a.pipeline.accept(batch_of(range(trace, trace + 1)), "grpc").accepted
+        trace_id = trace.to_bytes(16, "big")
+        await until(lambda: trace_id in a.buffered())  # b passed it back; a keeps it (hop 2)
+        assert a.metric("misplaced_spans") == 3
+        b.place(both)  # b catches up: b owns it, and a hands it over within a second
+        a.pipeline._last_misplaced_check = 0.0
+        a.pipeline.decide_due()
+        await until(lambda: trace_id in b.buffered())
+        assert trace_id not in a.buffered()
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+async def test_the_peer_door_requires_the_cluster_secret(token: str | None) -> None:
+    async with cluster(1, secret="s3cret") as (members, _):
+        (member,) = members
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        body = encode_span_batch(batch_of(range(1, 2)))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"http://{member.name}/peer/v1/spans", data=body, headers=headers
+            ) as response,
+        ):
+            assert response.status == 401
+        assert not member.buffered()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"http://{member.name}/peer/v1/spans",
+                data=body,
+                headers={"Authorization": "Bearer s3cret"},
+            ) as response,
+        ):
+            assert response.status == 200
+        assert member.buffered()
+
+
+async def test_an_open_peer_door_checks_what_it_is_given() -> None:
+    async with cluster(1) as (members, _):
+        (member,) = members
+        garbage = batch_of(range(1, 2))
+        garbage.spans[0] = b"\xff\xff\xff"  # not a span at all
+        async with aiohttp.ClientSession() as session:
+            for body in (b"nonsense", encode_span_batch(garbage)):
+                async with session.post(
+                    f"http://{member.name}/peer/v1/spans", data=body
+                ) as response:
+                    assert response.status == 400
+                    assert "error" in await response.json()
+        assert not member.buffered()
