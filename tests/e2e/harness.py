@@ -58,10 +58,13 @@ def _value(value: Any) -> Any:
 class RecordingBackend:
     """An OTLP/gRPC backend on 127.0.0.1 that records what it is sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int = 4 << 20) -> None:
         self.requests: list[ExportTraceServiceRequest] = []
         self._lock = threading.Lock()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4),
+            options=[("grpc.max_receive_message_length", max_message_bytes)],
+        )
         handler = grpc.method_handlers_generic_handler(
             "opentelemetry.proto.collector.trace.v1.TraceService",
             {

@@ -83,3 +83,42 @@ def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
         address = node.http_endpoint.removeprefix("http://").removesuffix("/v1/traces")
         assert post(address, request(span(7, 1)).SerializeToString()) == 200
         assert node.terminate() == 0
+
+
+def big_request(size: int, first_trace: int) -> tuple[bytes, int]:
+    """An OTLP request of about `size` bytes: traces of 20 spans of ~1 KB; (body, spans)."""
+    padding = "x" * 900
+    spans = []
+    trace = first_trace
+    while True:
+        for number in range(1, 21):
+            spans.append(span(trace, number, None if number == 1 else 1, attrs={"pad": padding}))
+        trace += 1
+        if len(spans) * 1000 >= size:
+            break
+    body = request(*spans).SerializeToString()
+    return body, len(spans)
+
+
+def test_requests_of_every_size_cross_between_workers_whole(tmp_path: Path) -> None:
+    """Forwarded parts of a request as large as the limit allows reach their owner (they were
+    once cut up as if they were OTLP, and lost)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(KEEP_ALL)
+    sizes = [2_000, 200_000, 1_000_000, 3_500_000, 8_000_000, 16 * 1024 * 1024 - 400_000]
+    with RecordingBackend(max_message_bytes=64 << 20) as backend:
+        config = write_config(tmp_path, backend)
+        with RefineryProcess(config, rules, workers=2) as node:
+            address = node.http_endpoint.removeprefix("http://").removesuffix("/v1/traces")
+            sent = 0
+            first = 1
+            for size in sizes:
+                body, count = big_request(size, first)
+                assert len(body) <= 16 * 1024 * 1024
+                assert post(address, body) == 200
+                sent += count
+                first += count // 20
+            wait_until(lambda: len(backend.spans()) >= sent, timeout=60, what="every span")
+            assert len(backend.spans()) == sent
+            assert node.metric("refinery_cluster_forward_spans_total", outcome="rejected") == 0
+            assert node.terminate() == 0
