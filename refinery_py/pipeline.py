@@ -128,6 +128,16 @@ class Pipeline:
             self._buffer(batch, self.clock())
         return ACCEPTED
 
+    def accept_owned(self, batch: SpanBatch, protocol: str) -> Admission:
+        """Buffer a batch that a trace-ID-routing front sent to this very worker: it is ours
+        whatever the placement says, so nothing is forwarded."""
+        refusal = self._overloaded()
+        if refusal is not None:
+            return refusal
+        if batch.spans:
+            self._buffer(batch, self.clock())
+        return ACCEPTED
+
     def accept_forwarded(self, batch: SpanBatch, hops: int) -> Admission:
         """Spans another member forwarded: ours are buffered, others passed on (see Forwarder)."""
         refusal = self._overloaded()

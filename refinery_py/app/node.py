@@ -35,12 +35,13 @@ from refinery_py.cluster.forwarding import Forwarder
 from refinery_py.cluster.membership import ClusterController, ClusterView
 from refinery_py.cluster.ownership import Placement
 from refinery_py.cluster.peer_door import PeerDoor
+from refinery_py.cluster.rules_sync import RulesSync
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.stats import SamplerStats
 from refinery_py.export import OtlpExporter
-from refinery_py.model import TraceExporter
+from refinery_py.model import Admission, SpanBatch, TraceExporter
 from refinery_py.model.addresses import join_host_port, split_host_port
 from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.pipeline import Pipeline
@@ -131,6 +132,7 @@ class Node:
         shared = workers > 1  # the workers of a node share its public ports
         self.grpc = GrpcReceiver(intake, grpc_host, grpc_port, max_request, reuse_port=shared)
         self.http = HttpReceiver(intake, http_host, http_port, max_request, reuse_port=shared)
+        self.owned_doors = self._owned_doors(max_request, shared)
         self.queries = QueryHandlers(self.store_reader, self.pipeline.decisions.get)
         self.peer_door = None if self.forwarder is None else self._peer_door(max_request)
         self.controller: ClusterController | None = None
@@ -144,11 +146,32 @@ class Node:
                 on_view=self.apply_view,
                 metrics=self.metrics.membership,
             )
+        self.rules_sync: RulesSync | None = None
+        if self.controller is not None and settings.cluster.redis is not None:
+            redis = settings.cluster.redis
+            self.rules_sync = RulesSync(redis.url, name=redis.name, node=self.controller.self_node)
+            self.rules.on_applied = self._share_rules
+        self._background: set[asyncio.Task[None]] = set()
         self.view = role.cluster.view if role.cluster is not None else None
         self.api = self._api()
         self._ticker: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._state = "starting"
+
+    def _owned_doors(self, max_request: int, reserved: bool) -> list[GrpcReceiver | HttpReceiver]:
+        """This worker's own OTLP ports, for a trace-ID-routing front (nothing is forwarded)."""
+        listen = self.settings.listen
+        intake = Intake(
+            _OwnedSpans(self.pipeline), OriginInterner(), self.metrics, recorder=self.recorder
+        )
+        doors: list[GrpcReceiver | HttpReceiver] = []
+        if listen.otlp_grpc_per_worker is not None:
+            host, port = split_host_port(listen.otlp_grpc_per_worker)
+            doors.append(GrpcReceiver(intake, host, port, max_request, reuse_port=reserved))
+        if listen.otlp_http_per_worker is not None:
+            host, port = split_host_port(listen.otlp_http_per_worker)
+            doors.append(HttpReceiver(intake, host, port, max_request, reuse_port=reserved))
+        return doors
 
     def _forwarder(self) -> Forwarder:
         role = self.role
@@ -202,6 +225,7 @@ class Node:
         middlewares = [bearer_token_auth(settings.api.token)] if settings.api.token else []
         if self.role.workers > 1:
             routes += [web.post("/internal/view", self._view_from_supervisor)]
+            routes += [web.post("/internal/rules", self._rules_from_supervisor)]
             routes += [web.get("/internal/status", self._status)]
             return ApiServer(
                 "",
@@ -261,6 +285,19 @@ class Node:
             except (aiohttp.ClientError, OSError) as error:
                 log.warning("could not pass on %s's announcement: %s", node, error)
 
+    def _share_rules(self, spec: RulesSpec) -> None:
+        if self.rules_sync is not None:
+            task = asyncio.create_task(self.rules_sync.publish(spec.text, spec.digest))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _rules_from_supervisor(self, request: web.Request) -> web.Response:
+        document = await request.json()
+        outcome = self.rules.apply_shared(
+            str(document["text"]), str(document["digest"]), str(document["member"])
+        )
+        return web.json_response(outcome)
+
     async def _view_from_supervisor(self, request: web.Request) -> web.Response:
         document = await request.json()
         self.apply_view(
@@ -288,20 +325,31 @@ class Node:
             await self.peer_door.start()
         if self.controller is not None:
             await self.controller.start()
+        if self.rules_sync is not None:
+            self.rules_sync.start(self.rules.apply_shared_quietly, lambda: self.rules.spec.digest)
         await self.grpc.start()
         await self.http.start()
+        for owned in self.owned_doors:
+            await owned.start()
         await self.api.start()
         self._state = "serving"
         if self.role.workers > 1:
             # The supervisor logs the node's listeners; a worker says which one it is.
-            door = self.role.cluster.doors[self.role.index] if self.role.cluster else "-"
+            peer = self.role.cluster.doors[self.role.index] if self.role.cluster else "-"
             log.info(
-                "worker %d of %d serving (peer door %s)", self.role.index, self.role.workers, door
+                "worker %d of %d serving (peer door %s)", self.role.index, self.role.workers, peer
             )
             return
         listen = self.settings.listen
         log.info("listening for OTLP/gRPC on %s", _with_port(listen.otlp_grpc, self.grpc.port))
         log.info("listening for OTLP/HTTP on %s", _with_port(listen.otlp_http, self.http.port))
+        for door, address in zip(
+            self.owned_doors,
+            (a for a in (listen.otlp_grpc_per_worker, listen.otlp_http_per_worker) if a),
+            strict=True,
+        ):
+            kind = "gRPC" if isinstance(door, GrpcReceiver) else "HTTP"
+            log.info("listening for routed OTLP/%s on %s", kind, _with_port(address, door.port))
         if self.peer_door is not None and self.role.cluster is not None:
             log.info(
                 "listening for cluster peers on %s (advertised as %s)",
@@ -332,7 +380,11 @@ class Node:
         self._state = "shutting down"
         if self._watcher is not None:
             self._watcher.cancel()
-        await asyncio.gather(self.grpc.stop(RECEIVER_GRACE), self.http.stop(RECEIVER_GRACE))
+        await asyncio.gather(
+            self.grpc.stop(RECEIVER_GRACE),
+            self.http.stop(RECEIVER_GRACE),
+            *(door.stop(RECEIVER_GRACE) for door in self.owned_doors),
+        )
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.close)
         if self.forwarder is not None:
@@ -364,9 +416,21 @@ class Node:
         if self._ticker is not None:
             await self._ticker
         await self.api.stop()
+        if self.rules_sync is not None:
+            await self.rules_sync.stop()
         if self.store_reader is not None:
             await self.store_reader.aclose()
         log.info("stopped")
+
+
+class _OwnedSpans:
+    """The pipeline as the sink of this worker's own OTLP ports: what arrives there is ours."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    def accept(self, batch: SpanBatch, protocol: str) -> Admission:
+        return self._pipeline.accept_owned(batch, protocol)
 
 
 def _otlp_exporter(settings: Settings, metrics: Metrics) -> OtlpExporter:

@@ -11,12 +11,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from refinery_py.app.rules import build_engine
 from refinery_py.config.problems import ConfigError
+from refinery_py.config.rules import parse_rules
 from refinery_py.config.rules_file import RulesFile
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.decide.engine import RulesEngine
@@ -35,6 +37,10 @@ class NodeRules:
     def __init__(
         self, spec: RulesSpec, metrics: Metrics, on_engine: Callable[[RulesEngine], None]
     ) -> None:
+        self.on_applied: Callable[[RulesSpec], None] | None = None
+        """Hears of rules this node took from its own file (a cluster shares them)."""
+        self.shared_from = ""
+        """The member whose rules run here, when they came from the cluster."""
         self.spec = spec
         self.engine = build_engine(spec, previous=None)
         self._metrics = metrics
@@ -49,6 +55,7 @@ class NodeRules:
             "digest": self.spec.digest,
             "loaded_at": _rfc3339(self.loaded_at),
             "watched": self.file is not None,
+            "from_member": self.shared_from or None,
             "targets": {
                 target: type(spec).__name__.removesuffix("Spec")
                 for target, spec in self.spec.samplers.items()
@@ -75,12 +82,39 @@ class NodeRules:
                 "; ".join(problems),
             )
             return {"outcome": "rejected", "digest": self.spec.digest, "errors": problems}
+        self._switch(spec, engine)
+        self.shared_from = ""
+        log.info("rules reloaded (%s): %s, digest %s", reason, spec.source, spec.digest[:12])
+        if self.on_applied is not None:
+            self.on_applied(spec)
+        return {"outcome": "applied", "digest": spec.digest}
+
+    def apply_shared(self, text: str, digest: str, member: str) -> dict[str, Any]:
+        """Switch to rules another cluster member applied (checked like a rules file)."""
+        if digest == self.spec.digest:
+            return {"outcome": "unchanged", "digest": digest}
+        source = self.spec.source or "shared rules"
+        try:
+            spec = read_shared_rules(text, source, digest)
+            engine = build_engine(spec, previous=self.engine)
+        except (ConfigError, UnsupportedSampler, ValueError) as exc:
+            self._metrics.rules_reloads.labels("rejected").inc()
+            log.error("rules shared by %s rejected: %s", member, "; ".join(str(exc).splitlines()))
+            return {"outcome": "rejected", "digest": self.spec.digest}
+        self._switch(spec, engine)
+        self.shared_from = member
+        log.info("rules from cluster member %s applied: digest %s", member, digest[:12])
+        return {"outcome": "applied", "digest": digest}
+
+    def apply_shared_quietly(self, text: str, digest: str, member: str) -> None:
+        """`apply_shared`, for callers that only need it logged and counted."""
+        self.apply_shared(text, digest, member)
+
+    def _switch(self, spec: RulesSpec, engine: RulesEngine) -> None:
         self.spec, self.engine = spec, engine
         self.loaded_at = time.time()
         self._on_engine(engine)
         self._metrics.rules_reloads.labels("applied").inc()
-        log.info("rules reloaded (%s): %s, digest %s", reason, spec.source, spec.digest[:12])
-        return {"outcome": "applied", "digest": spec.digest}
 
     async def watch(self, interval: float = RULES_POLL_INTERVAL) -> None:
         """Reload whenever the file changes on disk (until cancelled)."""
@@ -88,6 +122,12 @@ class NodeRules:
             await asyncio.sleep(interval)
             if self.file is not None and self.file.changed():
                 self.reload("file changed")
+
+
+def read_shared_rules(text: str, source: str, digest: str) -> RulesSpec:
+    """Rules text from another member as a spec, keeping the digest that member computed."""
+    spec = parse_rules(text, source)
+    return replace(spec, digest=digest)
 
 
 def _rfc3339(timestamp: float) -> str:

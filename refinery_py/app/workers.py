@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import prometheus_client
 from aiohttp import web
@@ -39,13 +40,18 @@ from refinery_py.app.node import Node, log_outputs
 from refinery_py.app.ports import PortReservations
 from refinery_py.app.process import tune_allocator
 from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
+from refinery_py.app.rules_admin import RULES_POLL_INTERVAL
 from refinery_py.app.supervisor_api import SupervisorApi
 from refinery_py.app.worker_client import WorkerClient
 from refinery_py.cluster.membership import ClusterController, ClusterView
+from refinery_py.cluster.rules_sync import RulesSync
 from refinery_py.config.addresses import HostPort
+from refinery_py.config.problems import ConfigError
+from refinery_py.config.rules_file import RulesFile
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.decide.sampler import UnsupportedSampler
+from refinery_py.model.addresses import join_host_port, split_host_port
 from refinery_py.telemetry.logs import configure_logging
 from refinery_py.telemetry.metrics import MembershipMetrics
 
@@ -136,6 +142,8 @@ class Supervisor:
                 otlp_http=HostPort(self.reservations.reserve(listen.otlp_http)),
             )
             self.cluster = cluster_role(settings, workers, self.reservations.reserve)
+            self.owned_grpc = self._reserve_each(listen.otlp_grpc_per_worker)
+            self.owned_http = self._reserve_each(listen.otlp_http_per_worker)
         except BaseException:
             self.release()
             raise
@@ -150,6 +158,11 @@ class Supervisor:
                 on_view=self._new_view,
                 metrics=MembershipMetrics(self.registry),
             )
+        self.rules_sync: RulesSync | None = None
+        self.rules_digest = rules.digest
+        if self.controller is not None and settings.cluster.redis is not None:
+            redis = settings.cluster.redis
+            self.rules_sync = RulesSync(redis.url, name=redis.name, node=self.controller.self_node)
         self._context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess | None] = [None] * workers
         self.restarts = 0
@@ -157,7 +170,26 @@ class Supervisor:
         self._view_version = 0
         self._acked = [0] * workers
         self._view_pushed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._pusher: asyncio.Task[None] | None = None
+
+    def _reserve_each(self, address: str | None) -> tuple[str, ...]:
+        """Worker i's own port (address's port + i, or any free one for port 0), held now."""
+        if address is None:
+            return ()
+        host, port = split_host_port(address)
+        return tuple(
+            self.reservations.reserve(join_host_port(host, port + i if port else 0))
+            for i in range(self.workers)
+        )
+
+    def worker_settings(self, index: int) -> Settings:
+        listen = replace(
+            self.public,
+            otlp_grpc_per_worker=HostPort(self.owned_grpc[index]) if self.owned_grpc else None,
+            otlp_http_per_worker=HostPort(self.owned_http[index]) if self.owned_http else None,
+        )
+        return replace(self.settings, listen=listen)
 
     @property
     def view(self) -> ClusterView | None:
@@ -177,7 +209,7 @@ class Supervisor:
     def spawn(self, index: int) -> None:
         process = self._context.Process(
             target=run_worker,
-            args=(replace(self.settings, listen=self.public), self.rules, self.role(index)),
+            args=(self.worker_settings(index), self.rules, self.role(index)),
             name=f"refinery-worker-{index}",
             daemon=False,
         )
@@ -230,6 +262,42 @@ class Supervisor:
         if self.controller is not None:
             self.controller.member_event(str(document["node"]), bool(document["joined"]))
         return web.json_response({"noted": True})
+
+    # ---- rules shared by the cluster (Redis) ---------------------------------------------
+
+    async def share_rule_changes(self) -> None:
+        """Watch the rules file the workers watch; share each valid change with the cluster."""
+        source = Path(self.rules.source) if self.rules.source else None
+        if self.rules_sync is None or source is None or not source.is_file():
+            return
+        watched = RulesFile(source)
+        while True:
+            await asyncio.sleep(RULES_POLL_INTERVAL)
+            if not watched.changed():
+                continue
+            try:
+                spec = watched.load()
+            except ConfigError:
+                continue  # the workers reject it and say why
+            if spec.digest != self.rules_digest:
+                self.rules_digest = spec.digest
+                await self.rules_sync.publish(spec.text, spec.digest)
+
+    def rules_arrived(self, text: str, digest: str, member: str) -> None:
+        """Another member's rules: every worker switches to them."""
+        self.rules_digest = digest
+        task = asyncio.create_task(self._push_rules(text, digest, member))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _push_rules(self, text: str, digest: str, member: str) -> None:
+        document = {"text": text, "digest": digest, "member": member}
+        await asyncio.gather(
+            *(
+                self.client.request(i, "POST", "/internal/rules", json=document)
+                for i in range(self.workers)
+            )
+        )
 
     async def views_delivered(self, timeout: float) -> None:
         if self._pusher is not None:
@@ -374,9 +442,17 @@ async def _run(supervisor: Supervisor) -> int:
         await api.stop()
         await control.stop()
         return 1
+    sharing: asyncio.Task[None] | None = None
+    if supervisor.rules_sync is not None:
+        supervisor.rules_sync.start(supervisor.rules_arrived, lambda: supervisor.rules_digest)
+        sharing = asyncio.create_task(supervisor.share_rule_changes(), name="rules-sharing")
     public = supervisor.public
     log.info("listening for OTLP/gRPC on %s", public.otlp_grpc)
     log.info("listening for OTLP/HTTP on %s", public.otlp_http)
+    if supervisor.owned_grpc:
+        log.info("listening for routed OTLP/gRPC on %s", ", ".join(supervisor.owned_grpc))
+    if supervisor.owned_http:
+        log.info("listening for routed OTLP/HTTP on %s", ", ".join(supervisor.owned_http))
     if supervisor.cluster is not None:
         log.info(
             "listening for cluster peers on %s (advertised as %s)",
@@ -392,6 +468,10 @@ async def _run(supervisor: Supervisor) -> int:
     api.serving = False
     code = await supervisor.stop()
     watcher.cancel()
+    if sharing is not None:
+        sharing.cancel()
+    if supervisor.rules_sync is not None:
+        await supervisor.rules_sync.stop()
     await api.stop()
     await control.stop()
     log.info("stopped")

@@ -57,7 +57,9 @@ def read_rules(
     if samplers is None or has_errors(problems):
         return None, problems
     digest = digest or hashlib.sha256(text.encode("utf-8")).hexdigest()
-    spec = RulesSpec(rules_version=RULES_VERSION, samplers=samplers, source=source, digest=digest)
+    spec = RulesSpec(
+        rules_version=RULES_VERSION, samplers=samplers, source=source, digest=digest, text=text
+    )
     return spec, problems
 
 

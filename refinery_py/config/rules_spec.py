@@ -10,7 +10,7 @@ refinery_py goes further (fairness options), the docs say so.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from refinery_py.config.schema_fields import option
@@ -383,3 +383,5 @@ class RulesSpec:
     """The file the rules came from (for messages and `GET /api/v1/rules`)."""
     digest: str = ""
     """SHA-256 of the file's bytes, to tell which rules are active."""
+    text: str = field(default="", compare=False, repr=False)
+    """The rules as written (what a cluster member shares with the others)."""

@@ -54,6 +54,18 @@ class ListenSettings:
         "Address (host:port) of the HTTP API: health, metrics, trace queries.",
         default="127.0.0.1:8088",
     )
+    otlp_grpc_per_worker: HostPort | None = option(
+        "otlp_grpc_per_worker",
+        "An OTLP/gRPC port for each worker (worker i on port + i), for a front that routes by "
+        "trace ID (the Collector's load_balancing exporter): spans arriving there are the "
+        "worker's own and are never forwarded. null: none.",
+        default=None,
+    )
+    otlp_http_per_worker: HostPort | None = option(
+        "otlp_http_per_worker",
+        "Like otlp_grpc_per_worker, for OTLP/HTTP. null: none.",
+        default=None,
+    )
     peer: HostPort = option(
         "peer",
         "Address (host:port) of this node's peer door, where other cluster members send the "

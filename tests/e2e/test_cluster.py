@@ -9,6 +9,7 @@ a node that does not own their trace and must be forwarded.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -260,5 +261,42 @@ def test_nodes_of_two_workers_reach_the_owning_worker_in_one_hop(tmp_path: Path)
         check_whole_once(backend, traffic)
         relayed = sum(n.metric("refinery_cluster_relayed_spans_total") for n in nodes)
         assert relayed == relayed_before, "once the workers are known, no span takes two hops"
+        for node in nodes:
+            assert node.terminate() == 0
+
+
+DROP_ALL = (
+    "RulesVersion: 2\nSamplers:\n  __default__:\n    RulesBasedSampler:\n      Rules:\n"
+    "        - Name: drop everything\n          Drop: true\n"
+)
+
+
+def test_a_rules_change_on_one_member_reaches_the_others(tmp_path: Path) -> None:
+    with (
+        RedisServer(tmp_path) as redis,
+        RecordingBackend() as backend,
+        contextlib.ExitStack() as stack,
+    ):
+        cluster = ["redis:", f"  url: {redis.url}", "  name: rules", "  ttl: 2s"]
+        rules_files = [tmp_path / f"rules{i}.yaml" for i in range(2)]
+        nodes = []
+        for i, rules in enumerate(rules_files):
+            rules.write_text(KEEP_ALL)
+            config = write_node_config(tmp_path, f"node{i}", backend, cluster)
+            nodes.append(stack.enter_context(RefineryProcess(config, rules, workers=1 + i)))
+        wait_until(lambda: len(members(nodes[1])["members"]) == 2, what="two members")  # type: ignore[arg-type]
+        rules_files[0].write_text(DROP_ALL)  # changed on the first node only
+        new_digest = hashlib.sha256(DROP_ALL.encode()).hexdigest()
+
+        def digest(node: RefineryProcess) -> object:
+            return json.loads(node.get("/api/v1/rules")[1])["digest"]
+
+        wait_until(lambda: digest(nodes[1]) == new_digest, what="the second node's new rules")
+        assert json.loads(nodes[1].get("/api/v1/rules")[1])["from_member"] == nodes[0].peer
+        assert digest(nodes[0]) == new_digest
+        traffic = SpreadTraffic(seed=41)
+        send_traces(traffic, [address_of(node) for node in nodes], 10)
+        wait_until(lambda: decided(nodes) == 10, what="10 traces decided")
+        assert backend.spans() == []  # both nodes (both workers of the second) drop all
         for node in nodes:
             assert node.terminate() == 0

@@ -91,8 +91,10 @@ def big_request(size: int, first_trace: int) -> tuple[bytes, int]:
     spans = []
     trace = first_trace
     while True:
-        for number in range(1, 21):
-            spans.append(span(trace, number, None if number == 1 else 1, attrs={"pad": padding}))
+        spans.extend(
+            span(trace, number, None if number == 1 else 1, attrs={"pad": padding})
+            for number in range(1, 21)
+        )
         trace += 1
         if len(spans) * 1000 >= size:
             break
