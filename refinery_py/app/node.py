@@ -27,6 +27,7 @@ from refinery_py.api.query_routes import QueryHandlers, query_routes
 from refinery_py.api.rules_routes import rules_routes
 from refinery_py.api.server import ApiServer
 from refinery_py.app.membership import member_source
+from refinery_py.app.outputs import log_outputs, otlp_exporter
 from refinery_py.app.process import machine_memory
 from refinery_py.app.role import WorkerRole, api_socket, peer_socket, supervisor_socket
 from refinery_py.app.rules_admin import NodeRules
@@ -40,7 +41,6 @@ from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.stats import SamplerStats
-from refinery_py.export import OtlpExporter
 from refinery_py.model import Admission, SpanBatch, TraceExporter
 from refinery_py.model.addresses import join_host_port, split_host_port
 from refinery_py.otlp.ingest import OriginInterner
@@ -81,7 +81,7 @@ class Node:
         self.metrics.registry.register(SamplerCollector(self.sampler_stats))
         self.exporters: list[TraceExporter] = []
         if settings.export.otlp is not None:
-            self.exporters.append(_otlp_exporter(settings, self.metrics))
+            self.exporters.append(otlp_exporter(settings, self.metrics))
         self.store: StoreExporter | None = None
         self.store_reader: StoreReader | None = None
         if settings.store.path is not None:
@@ -431,42 +431,6 @@ class _OwnedSpans:
 
     def accept(self, batch: SpanBatch, protocol: str) -> Admission:
         return self._pipeline.accept_owned(batch, protocol)
-
-
-def _otlp_exporter(settings: Settings, metrics: Metrics) -> OtlpExporter:
-    otlp = settings.export.otlp
-    assert otlp is not None
-    return OtlpExporter(
-        otlp.endpoint,
-        metrics=metrics,
-        protocol="http" if otlp.protocol == "http" else "grpc",
-        headers=otlp.headers,
-        compression="none" if otlp.compression == "none" else "gzip",
-        timeout=otlp.timeout,
-        insecure=not otlp.use_tls,
-        batch_max_spans=otlp.batch_max_spans,
-        batch_max_bytes=otlp.batch_max_bytes,
-        batch_timeout=otlp.batch_timeout,
-        queue_max_bytes=otlp.queue_max_bytes,
-        concurrency=otlp.concurrency,
-        retry_initial_interval=otlp.retry_initial_interval,
-        retry_max_interval=otlp.retry_max_interval,
-        retry_max_elapsed=otlp.retry_max_elapsed,
-    )
-
-
-def log_outputs(settings: Settings, rules: RulesSpec) -> None:
-    """Say at start-up where kept traces go, what is recorded and which rules run."""
-    if settings.export.otlp is not None:
-        otlp = settings.export.otlp
-        log.info("exporting kept traces over OTLP/%s to %s", otlp.protocol, otlp.endpoint)
-    if settings.store.path is not None:
-        log.info("storing kept traces in %s", settings.store.path)
-    if settings.record.dir:
-        log.info("recording accepted traffic to %s", settings.record.dir)
-    log.info("rules: %s", rules.source or "(inline)")
-    if settings.dry_run:
-        log.info("dry run: every trace is kept and marked with the rules' decision")
 
 
 def _with_port(address: str, port: int) -> str:

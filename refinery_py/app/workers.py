@@ -1,12 +1,12 @@
 """`serve --workers N`: one process per core, each owning the traces hashed to it.
 
-The supervisor (`supervise`) holds the node's ports (see `ports`), runs its cluster membership,
-starts N worker processes and serves the node's API. Every worker listens on the node's public
-OTLP ports (SO_REUSEPORT: the kernel spreads connections), decides the traces it owns and
-forwards other spans to their owner: a sibling worker through its Unix socket, another node's
-worker through that node's peer door. Start-up fails, loudly, if a port cannot be had or a worker
-exits before it serves. A worker that dies later is restarted; its peers queue what they forward
-to it until it is back.
+The supervisor (`supervise`) holds the node's ports (see `ports`), runs its cluster membership
+(`cluster_agent`), starts N worker processes (`worker_process`) and serves the node's API.
+Every worker listens on the node's public OTLP ports (SO_REUSEPORT: the kernel spreads
+connections), decides the traces it owns and forwards other spans to their owner: a sibling
+worker through its Unix socket, another node's worker through that node's peer door. Start-up
+fails, loudly, if a port cannot be had or a worker exits before it serves. A worker that dies
+later is restarted; its peers queue what they forward to it until it is back.
 
 Shutdown has phases so that no span on its way anywhere is lost: a cluster member first leaves
 (deregisters, and its workers hand every trace and decision to their new owners); then every
@@ -24,102 +24,37 @@ import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 
 import prometheus_client
 from aiohttp import web
 
 from refinery_py.api.server import ApiServer
-from refinery_py.app.membership import member_source
-from refinery_py.app.node import Node, log_outputs
+from refinery_py.app.cluster_agent import ClusterAgent
+from refinery_py.app.node import Node
+from refinery_py.app.outputs import log_outputs
 from refinery_py.app.ports import PortReservations
-from refinery_py.app.process import tune_allocator
 from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
-from refinery_py.app.rules_admin import RULES_POLL_INTERVAL
 from refinery_py.app.supervisor_api import SupervisorApi
 from refinery_py.app.worker_client import WorkerClient
-from refinery_py.cluster.membership import ClusterController, ClusterView
-from refinery_py.cluster.rules_sync import RulesSync
+from refinery_py.app.worker_process import DRAIN_TIMEOUT, run_worker
+from refinery_py.cluster.membership import ClusterView
 from refinery_py.config.addresses import HostPort
-from refinery_py.config.problems import ConfigError
-from refinery_py.config.rules_file import RulesFile
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.decide.sampler import UnsupportedSampler
 from refinery_py.model.addresses import join_host_port, split_host_port
-from refinery_py.telemetry.logs import configure_logging
-from refinery_py.telemetry.metrics import MembershipMetrics
 
 log = logging.getLogger("refinery_py")
 
 START_TIMEOUT = 60.0
 """Seconds workers get to start listening before the node gives up."""
-DRAIN_TIMEOUT = 60.0
-"""Seconds the supervisor waits for every worker to stop accepting and flush its forwards."""
 EXIT_TIMEOUT = 120.0
 """Seconds workers get to decide, flush and exit once told to finish."""
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-# ---- the worker process -------------------------------------------------------------------
-
-
-def run_worker(settings: Settings, rules: RulesSpec, role: WorkerRole) -> None:
-    """The worker process's entry point (started by `multiprocessing` with the spawn method)."""
-    # Ctrl-C reaches every process of the group; only the supervisor acts on it, so a worker is
-    # never told twice to stop (which would mean: exit at once, without flushing).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    tune_allocator()
-    configure_logging(settings.logging.level, settings.logging.format, f"worker-{role.index}")
-    try:
-        import uvloop  # noqa: PLC0415
-
-        code = uvloop.run(_worker_main(settings, rules, role))
-    except ImportError:
-        code = asyncio.run(_worker_main(settings, rules, role))
-    sys.exit(code)
-
-
-async def _worker_main(settings: Settings, rules: RulesSpec, role: WorkerRole) -> int:
-    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-    node = Node(settings, rules, role=role)
-    stop_intake, finish = asyncio.Event(), asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop_intake.set)
-    loop.add_signal_handler(signal.SIGUSR1, finish.set)
-    loop.add_signal_handler(signal.SIGHUP, node.rules.reload, "SIGHUP")
-    orphan_watch = asyncio.create_task(_exit_when_orphaned(stop_intake, finish))
-    try:
-        await node.start()
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
-        await node.stop_intake()
-        await node.finish()
-        return 1
-    await stop_intake.wait()
-    await node.stop_intake()
-    patience = DRAIN_TIMEOUT + settings.cluster.drain_timeout + 30.0
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(finish.wait(), patience)
-    await node.finish()
-    orphan_watch.cancel()
-    return 0
-
-
-async def _exit_when_orphaned(stop_intake: asyncio.Event, finish: asyncio.Event) -> None:
-    """A worker whose supervisor died (killed, crashed) shuts itself down cleanly rather than
-    holding the node's ports with nobody to restart or stop it."""
-    parent = os.getppid()
-    while os.getppid() == parent:
-        await asyncio.sleep(1.0)
-    log.warning("the supervisor is gone: shutting down")
-    stop_intake.set()
-    finish.set()
 
 
 # ---- the supervisor -----------------------------------------------------------------------
@@ -149,29 +84,20 @@ class Supervisor:
             raise
         self.client = WorkerClient(self.private_dir, workers)
         self.registry = prometheus_client.CollectorRegistry()
-        self.controller: ClusterController | None = None
+        self.agent: ClusterAgent | None = None
         if self.cluster is not None:
-            self.controller = ClusterController(
-                member_source(settings, self.cluster.node),
-                self_node=self.cluster.node,
-                source_name=settings.cluster.source,
-                on_view=self._new_view,
-                metrics=MembershipMetrics(self.registry),
+            self.agent = ClusterAgent(
+                settings,
+                self.cluster,
+                client=self.client,
+                live_workers=self.live,
+                rules=rules,
+                registry=self.registry,
             )
-        self.rules_sync: RulesSync | None = None
-        self.rules_digest = rules.digest
-        if self.controller is not None and settings.cluster.redis is not None:
-            redis = settings.cluster.redis
-            self.rules_sync = RulesSync(redis.url, name=redis.name, node=self.controller.self_node)
         self._context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess | None] = [None] * workers
         self.restarts = 0
         self.stopping = False
-        self._view_version = 0
-        self._acked = [0] * workers
-        self._view_pushed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._pusher: asyncio.Task[None] | None = None
 
     def _reserve_each(self, address: str | None) -> tuple[str, ...]:
         """Worker i's own port (address's port + i, or any free one for port 0), held now."""
@@ -193,7 +119,7 @@ class Supervisor:
 
     @property
     def view(self) -> ClusterView | None:
-        return self.controller.view if self.controller is not None else None
+        return self.agent.view if self.agent is not None else None
 
     def release(self) -> None:
         """Give back the ports and the private directory."""
@@ -215,7 +141,11 @@ class Supervisor:
         )
         process.start()
         self.processes[index] = process
-        self._acked[index] = self._view_version  # it starts with the current view
+        if self.agent is not None:
+            self.agent.spawned(index)
+
+    def live(self) -> list[int]:
+        return [i for i, p in enumerate(self.processes) if p is not None and p.is_alive()]
 
     def alive(self) -> int:
         return sum(1 for p in self.processes if p is not None and p.is_alive())
@@ -228,81 +158,6 @@ class Supervisor:
 
     def kill_all(self) -> None:
         self.signal_all(signal.SIGKILL)
-
-    # ---- views ----------------------------------------------------------------------------
-
-    def _new_view(self, _: ClusterView) -> None:
-        self._view_version += 1
-        if self._pusher is None or self._pusher.done():
-            self._pusher = asyncio.create_task(self._push_views(), name="view-pusher")
-
-    async def _push_views(self) -> None:
-        """Until every live worker has the newest view (a restarting one gets it at spawn)."""
-        while True:
-            version, view = self._view_version, self.view
-            behind = [
-                i
-                for i, process in enumerate(self.processes)
-                if process is not None and process.is_alive() and self._acked[i] < version
-            ]
-            if not behind or view is None:
-                self._view_pushed.set()
-                return
-            self._view_pushed.clear()
-            results = await asyncio.gather(*(self.client.push_view(i, view) for i in behind))
-            for index, ok in zip(behind, results, strict=True):
-                if ok:
-                    self._acked[index] = max(self._acked[index], version)
-            if not all(results):
-                await asyncio.sleep(0.2)
-
-    async def membership_event(self, request: web.Request) -> web.Response:
-        """A worker passes on a static member's announcement."""
-        document = await request.json()
-        if self.controller is not None:
-            self.controller.member_event(str(document["node"]), bool(document["joined"]))
-        return web.json_response({"noted": True})
-
-    # ---- rules shared by the cluster (Redis) ---------------------------------------------
-
-    async def share_rule_changes(self) -> None:
-        """Watch the rules file the workers watch; share each valid change with the cluster."""
-        source = Path(self.rules.source) if self.rules.source else None
-        if self.rules_sync is None or source is None or not source.is_file():
-            return
-        watched = RulesFile(source)
-        while True:
-            await asyncio.sleep(RULES_POLL_INTERVAL)
-            if not watched.changed():
-                continue
-            try:
-                spec = watched.load()
-            except ConfigError:
-                continue  # the workers reject it and say why
-            if spec.digest != self.rules_digest:
-                self.rules_digest = spec.digest
-                await self.rules_sync.publish(spec.text, spec.digest)
-
-    def rules_arrived(self, text: str, digest: str, member: str) -> None:
-        """Another member's rules: every worker switches to them."""
-        self.rules_digest = digest
-        task = asyncio.create_task(self._push_rules(text, digest, member))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _push_rules(self, text: str, digest: str, member: str) -> None:
-        document = {"text": text, "digest": digest, "member": member}
-        await asyncio.gather(
-            *(
-                self.client.request(i, "POST", "/internal/rules", json=document)
-                for i in range(self.workers)
-            )
-        )
-
-    async def views_delivered(self, timeout: float) -> None:
-        if self._pusher is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._pusher), timeout)
 
     # ---- workers --------------------------------------------------------------------------
 
@@ -357,9 +212,8 @@ class Supervisor:
     async def stop(self) -> int:
         """The phased shutdown; the exit code is 0 when every worker exited cleanly."""
         self.stopping = True
-        if self.controller is not None:
-            await self.controller.leave()
-            await self.views_delivered(10.0)
+        if self.agent is not None:
+            await self.agent.leave(10.0)
         self.signal_all(signal.SIGTERM)
         if not await self.wait_for("intake stopped", DRAIN_TIMEOUT):
             log.warning("not every worker flushed its forwarded spans in time; finishing anyway")
@@ -408,24 +262,22 @@ async def _run(supervisor: Supervisor) -> int:
 
     def on_hangup() -> None:
         supervisor.signal_all(signal.SIGHUP)
-        if supervisor.controller is not None:
-            supervisor.controller.refresh()
+        if supervisor.agent is not None:
+            supervisor.agent.controller.refresh()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     api = SupervisorApi(settings, supervisor)
-    control = ApiServer(
-        "",
-        0,
-        [web.post("/internal/membership", supervisor.membership_event)],
-        unix_path=supervisor_socket(supervisor.private_dir),
-    )
+    routes = []
+    if supervisor.agent is not None:
+        routes.append(web.post("/internal/membership", supervisor.agent.membership_event))
+    control = ApiServer("", 0, routes, unix_path=supervisor_socket(supervisor.private_dir))
     try:
         await api.start()  # first: a taken API port fails start-up before anything else runs
         await control.start()
-        if supervisor.controller is not None:
-            await supervisor.controller.start()
+        if supervisor.agent is not None:
+            await supervisor.agent.start()
     except OSError as exc:
         log.error("cannot start: %s", exc)
         await api.stop()
@@ -437,15 +289,14 @@ async def _run(supervisor: Supervisor) -> int:
         log.error("the workers did not start; see their log lines above")
         supervisor.stopping = True
         supervisor.kill_all()
-        if supervisor.controller is not None:
-            await supervisor.controller.leave()
+        if supervisor.agent is not None:
+            await supervisor.agent.controller.leave()
+            await supervisor.agent.stop()
         await api.stop()
         await control.stop()
         return 1
-    sharing: asyncio.Task[None] | None = None
-    if supervisor.rules_sync is not None:
-        supervisor.rules_sync.start(supervisor.rules_arrived, lambda: supervisor.rules_digest)
-        sharing = asyncio.create_task(supervisor.share_rule_changes(), name="rules-sharing")
+    if supervisor.agent is not None:
+        supervisor.agent.run_shared_rules()
     public = supervisor.public
     log.info("listening for OTLP/gRPC on %s", public.otlp_grpc)
     log.info("listening for OTLP/HTTP on %s", public.otlp_http)
@@ -468,10 +319,8 @@ async def _run(supervisor: Supervisor) -> int:
     api.serving = False
     code = await supervisor.stop()
     watcher.cancel()
-    if sharing is not None:
-        sharing.cancel()
-    if supervisor.rules_sync is not None:
-        await supervisor.rules_sync.stop()
+    if supervisor.agent is not None:
+        await supervisor.agent.stop()
     await api.stop()
     await control.stop()
     log.info("stopped")
