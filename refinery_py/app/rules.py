@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from refinery_py.config.rules import load_rules
 from refinery_py.config.rules_spec import DEFAULT_TARGET, RulesBasedSpec, RulesSpec
-from refinery_py.config.settings import Settings
+from refinery_py.config.settings import Settings, missing_default_rules_message
 from refinery_py.decide.engine import RulesEngine
 
 log = logging.getLogger("refinery_py")
@@ -28,13 +27,12 @@ def resolve_rules(settings: Settings, override: str | None) -> RulesSpec:
     """
     if override is not None:
         return load_rules(override)
-    if settings.rules_file is None:
+    path = settings.rules_path()
+    if path is None:
+        log.info("rules_file is null: keeping every trace")
         return KEEP_EVERYTHING
-    path = Path(settings.rules_file)
-    if not path.is_absolute() and settings.source:
-        path = Path(settings.source).parent / path
     if not path.exists() and settings.rules_file == Settings().rules_file:
-        log.info("no rules file at %s: keeping every trace", path)
+        log.warning("%s", missing_default_rules_message(path))
         return KEEP_EVERYTHING
     return load_rules(path)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import yaml
+
 from refinery_py.config.addresses import (
     EndpointText,
     HostPort,
@@ -31,7 +33,7 @@ from refinery_py.config.mapping_view import MappingView
 from refinery_py.config.problems import ConfigError, Problem, has_errors, sorted_problems
 from refinery_py.config.schema_fields import option
 from refinery_py.config.units import ByteSize, Seconds, format_duration
-from refinery_py.config.yaml_tree import compose
+from refinery_py.config.yaml_tree import compose, line_of
 
 MiB = 1024**2
 GiB = 1024**3
@@ -297,6 +299,15 @@ class Settings:
     source: str = field(default="", compare=False)
     """The file the settings came from ("" for built-in defaults)."""
 
+    def rules_path(self) -> Path | None:
+        """`rules_file`, a relative one read relative to the config file; None when null."""
+        if self.rules_file is None:
+            return None
+        path = Path(self.rules_file)
+        if not path.is_absolute() and self.source:
+            path = Path(self.source).parent / path
+        return path
+
 
 def _check_traces(reader: Reader, view: MappingView) -> None:
     """A decision cache shorter than 2 × trace_timeout forgets decisions late spans still need."""
@@ -322,17 +333,47 @@ _PARSERS: dict[object, TextParser] = {
 }
 
 
-def read_settings(text: str, source: str) -> tuple[Settings | None, list[Problem]]:
-    """Parse config text: the settings (None if there are errors) and every problem found."""
+def read_settings(
+    text: str, source: str, *, check_files: bool = False
+) -> tuple[Settings | None, list[Problem]]:
+    """Parse config text: the settings (None if there are errors) and every problem found.
+
+    With `check_files`, files the config names are looked for too (relative to `source`).
+    """
     root, problems = compose(text, source)
     if problems:
         return None, problems
     reader = Reader(source, checks=_CHECKS, parsers=_PARSERS)
     settings = reader.read_document(root, Settings)
+    if isinstance(settings, Settings) and check_files:
+        _check_rules_file(reader, replace(settings, source=source), root)
     problems = sorted_problems(reader.problems)
     if not isinstance(settings, Settings) or has_errors(problems):
         return None, problems
     return replace(settings, source=source), problems
+
+
+def missing_default_rules_message(path: Path) -> str:
+    return (
+        f"rules_file is not set and its default, {path}, does not exist: every trace will be "
+        "KEPT (set rules_file to your rules, or to null to keep every trace on purpose)"
+    )
+
+
+def _check_rules_file(reader: Reader, settings: Settings, root: yaml.Node | None) -> None:
+    """A rules file the config names must exist; a missing default is worth a loud warning."""
+    path = settings.rules_path()
+    if path is None or path.exists():
+        return
+    entry = None
+    if isinstance(root, yaml.MappingNode):
+        entry = next(
+            (key for key, _ in root.value if getattr(key, "value", None) == "rules_file"), None
+        )
+    if entry is not None:
+        reader.error(line_of(entry), f"rules_file: {path} does not exist")
+    else:
+        reader.warning(1, missing_default_rules_message(path))
 
 
 def parse_settings(text: str, source: str) -> Settings:
@@ -347,7 +388,7 @@ def load_settings(path: str | Path | None) -> Settings:
     """Load the config file at `path`; None means the built-in defaults."""
     if path is None:
         return Settings()
-    settings, problems = _read_file(path)
+    settings, problems = _read_file(path, check_files=False)
     if settings is None:
         raise ConfigError(problems)
     return settings
@@ -355,10 +396,10 @@ def load_settings(path: str | Path | None) -> Settings:
 
 def check_config_file(path: str | Path) -> list[Problem]:
     """Every problem (errors and warnings) in a config file; an empty list means it is clean."""
-    return _read_file(path)[1]
+    return _read_file(path, check_files=True)[1]
 
 
-def _read_file(path: str | Path) -> tuple[Settings | None, list[Problem]]:
+def _read_file(path: str | Path, *, check_files: bool) -> tuple[Settings | None, list[Problem]]:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -366,7 +407,7 @@ def _read_file(path: str | Path) -> tuple[Settings | None, list[Problem]]:
         return None, [Problem(source, 0, f"cannot read the config file: {exc.strerror or exc}")]
     except UnicodeDecodeError:
         return None, [Problem(source, 0, "the config file is not valid UTF-8")]
-    return read_settings(text, source)
+    return read_settings(text, source, check_files=check_files)
 
 
 __all__ = [
