@@ -1,10 +1,9 @@
 """glibc malloc settings for the benchmark's own processes (senders, the floor measurement).
 
-The same settings refinery_py applies to itself at start-up (design.md, "Measured facts"): one
-arena, and trim / mmap thresholds high enough that large request buffers are reused instead of
-being returned to the kernel and faulted back in on every request. A copy rather than an import,
-so the benchmark does not depend on where the server keeps its start-up code.
-"""
+The same settings refinery_py applies to itself at start-up (docs/architecture.md): one arena, and
+trim / mmap thresholds high enough that large request buffers are reused instead of being returned
+to the kernel and faulted back in on every request. A copy rather than an import, so the benchmark
+does not depend on where the server keeps its start-up code."""
 
 from __future__ import annotations
 

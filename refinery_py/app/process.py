@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def tune_allocator() -> None:
-    """Make glibc malloc friendlier to a Python server (measured; see design.md).
+    """Make glibc malloc friendlier to a Python server (measured; see docs/architecture.md).
 
     One arena instead of one per thread doubles the gRPC server's throughput, and a high trim /
     mmap threshold stops large request buffers from being returned to the kernel and faulted back

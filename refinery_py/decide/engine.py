@@ -4,8 +4,8 @@ It is also the pipeline's handle on the adaptive samplers: late spans (`count_la
 count (`set_cluster_size`), their numbers (`stats`) and their missed goals (`take_goal_reports`).
 
 Refinery picks the target from the API key's environment; refinery_py reads it from the trace
-(design.md): `deployment.environment.name` (or the older `deployment.environment`) when a sampler
-is configured under that name, else `service.name` when one is, else `__default__`.
+(as the README says): `deployment.environment.name` (or the older `deployment.environment`)
+when a sampler is configured under that name, else `service.name` when one is, else `__default__`.
 """
 
 from __future__ import annotations

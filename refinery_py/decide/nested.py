@@ -2,14 +2,13 @@
 
 Refinery serializes the whole span to JSON and asks gjson for the dotted path, so `http.headers.
 User-Agent` finds `User-Agent` inside a nested `http.headers` object. Here nested values arrive as
-JSON text in flattened attributes (design.md), so the equivalent walk is: find an attribute whose
-name is a dotted prefix of the field (shortest first, as gjson walks from the top), and follow the
-rest of the path through its JSON, one dot-separated key (or array index) at a time. The field
+JSON text in flattened attributes (as the README says), so the equivalent walk is: find an attribute
+whose name is a dotted prefix of the field (shortest first, as gjson walks from the top), and follow
+the rest of the path through its JSON, one dot-separated key (or array index) at a time. The field
 name taken whole is a plain attribute lookup. Like gjson's `Result.String()`, whatever is found
 comes back as text. Parsing JSON on every evaluation is costly, which is why Refinery documents the
 option as expensive; it is off unless a rules sampler asks for it. gjson's path syntax beyond plain
-keys and indexes (wildcards, `#` queries, escaped dots) is not interpreted.
-"""
+keys and indexes (wildcards, `#` queries, escaped dots) is not interpreted."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ FieldValue = str | int | float | bool
 
 
 class SpanView(Protocol):
-    """One span, read by field name (the flattening of design.md: intrinsics, then attributes)."""
+    """One span, read by field name (intrinsics, then attributes, as the README lists them)."""
 
     def get(self, field: str) -> FieldValue | None:
         """The field's value, or None when the span does not have it."""

@@ -1,4 +1,4 @@
-"""design.md's import layers, enforced: the data flow stays visible in the folders."""
+"""docs/architecture.md's import layers, enforced: the data flow stays visible in the folders."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def violations() -> list[str]:
             continue
         folder = relative.parts[0]
         if folder not in LAYERS:
-            problems.append(f"{relative}: folder {folder!r} is not in design.md's layout")
+            problems.append(f"{relative}: folder {folder!r} is not in the documented layout")
             continue
         allowed_packages, allowed_third_party, forbidden_stdlib = LAYERS[folder]
         for line, module in imports_of(path):
