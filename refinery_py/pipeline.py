@@ -23,6 +23,7 @@ from refinery_py.model import (
     ACCEPTED,
     Admission,
     Decision,
+    ExportBacklog,
     HandedOffDecision,
     HandedOffTrace,
     Handoff,
@@ -38,6 +39,10 @@ from refinery_py.otlp.span_view import WireTrace
 from refinery_py.telemetry import Metrics
 
 log = logging.getLogger(__name__)
+
+EXPORT_ROOM = 0.8
+"""Admission keeps an export queue's expected use (queued + the buffer's kept share) below this
+share of its bound, leaving room for estimates that fall short."""
 
 DECIDE_ERROR_REASON = "decide_error"
 """Reason on traces kept because deciding them raised: refinery_py fails open, never drops."""
@@ -79,6 +84,7 @@ class Pipeline:
         max_lag: float = 1.0,
         dry_run: bool = False,
         forwarder: Forwarder | None = None,
+        backlogs: Sequence[ExportBacklog] = (),
     ) -> None:
         self.buffer = buffer
         self.decider = decider
@@ -101,6 +107,12 @@ class Pipeline:
         self._last_misplaced_check = 0.0
         self.lag = 0.0
         """How late the last tick ran: the sign of an event loop that cannot keep up."""
+        self.backlogs = tuple(backlogs)
+        """Export queues that must not overflow: admission refuses before they would."""
+        self.kept_share = 1.0
+        """The share of decided bytes that is kept (a moving average; 1 until measured)."""
+        self._tick_decided = 0
+        self._tick_kept = 0
         self._stopping = asyncio.Event()
         self._last_error_log = 0.0
 
@@ -183,6 +195,23 @@ class Pipeline:
                 retry_after=max(1.0, self.lag),
                 message=f"overloaded: decisions are running {self.lag:.1f}s behind",
             )
+        if self.backlogs:
+            # What is buffered now will reach the export queues when it is decided: refuse while
+            # the queue plus the buffer's likely kept share would not fit, so accepted spans are
+            # never dropped at the queue for want of room.
+            coming = self.buffer.memory * self.kept_share
+            for backlog in self.backlogs:
+                if backlog.queued_bytes + coming > EXPORT_ROOM * backlog.max_bytes:
+                    return Admission(
+                        False,
+                        retry_after=2.0,
+                        message=(
+                            "overloaded: the export queue holds "
+                            f"{backlog.queued_bytes / backlog.max_bytes:.0%} of its "
+                            f"{backlog.max_bytes >> 20} MiB and the buffer ~{int(coming) >> 20} "
+                            "MiB more to be kept; the backend is not keeping up"
+                        ),
+                    )
         return None
 
     def _buffer(self, batch: SpanBatch, now: float) -> None:
@@ -311,6 +340,10 @@ class Pipeline:
                 self._last_error_log = now
                 log.exception("deciding trace %s failed; keeping it", view.trace_id)
         reason = trace.reason
+        size = sum(map(len, trace.spans))
+        self._tick_decided += size
+        if decision.keep or self.dry_run:
+            self._tick_kept += size
         self.decisions.record(trace.trace_id, decision, reason, now)
         label = "kept" if decision.keep else "dropped"
         self.metrics.traces_decided.labels(label, reason.value).inc()
@@ -351,6 +384,10 @@ class Pipeline:
         now = self.clock()
         for trace in self.buffer.due(now):
             self._decide(trace, now)
+        if self._tick_decided:
+            share = self._tick_kept / self._tick_decided
+            self.kept_share = 0.8 * self.kept_share + 0.2 * share
+            self._tick_decided = self._tick_kept = 0
         self.decisions.expire(now)
         if self._misplaced and now - self._last_misplaced_check >= 1.0:
             self._last_misplaced_check = now

@@ -80,8 +80,11 @@ class Node:
         # Through a method, not the bound stats(): a reload replaces the engine.
         self.metrics.registry.register(SamplerCollector(self.sampler_stats))
         self.exporters: list[TraceExporter] = []
-        if settings.export.otlp is not None:
-            self.exporters.append(otlp_exporter(settings, self.metrics))
+        self.upstream = (
+            None if settings.export.otlp is None else otlp_exporter(settings, self.metrics)
+        )
+        if self.upstream is not None:
+            self.exporters.append(self.upstream)
         self.store: StoreExporter | None = None
         self.store_reader: StoreReader | None = None
         if settings.store.path is not None:
@@ -112,6 +115,9 @@ class Node:
             max_memory=traces.memory_budget(machine_memory()) // workers,
             dry_run=settings.dry_run,
             forwarder=self.forwarder,
+            # The store is best effort by design (its drops never touch the export); the
+            # upstream export is what admission must not overfill.
+            backlogs=[self.upstream] if self.upstream is not None else [],
         )
         self.recorder = (
             Recorder(

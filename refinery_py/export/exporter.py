@@ -23,6 +23,7 @@ from refinery_py.export.transport import Transport
 from refinery_py.model import EncodedSpans
 from refinery_py.model.addresses import parse_endpoint
 from refinery_py.telemetry import Metrics
+from refinery_py.telemetry.throttled_log import ThrottledLog
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +107,18 @@ class OtlpExporter:
         self._batcher: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
+        self._dropped = 0
+        self._log = ThrottledLog(logger, interval=10.0)
 
     @property
-    def congested(self) -> bool:
-        """More than half the queue is in use: the backend is not keeping up."""
-        return self._queue.bytes * 2 > self._queue.max_bytes
+    def queued_bytes(self) -> int:
+        """Payload bytes waiting in the queue."""
+        return self._queue.bytes
+
+    @property
+    def max_bytes(self) -> int:
+        """The queue's bound."""
+        return self._queue.max_bytes
 
     def offer(self, trace: EncodedSpans) -> None:
         """Queue `trace` for export, or count it dropped (queue full, or after close())."""
@@ -120,6 +128,16 @@ class OtlpExporter:
         queue = self._queue
         if not queue.put(trace, time.monotonic()):
             self._ledger.spans(SpanOutcome.DROPPED_QUEUE_FULL, trace.span_count)
+            self._dropped += trace.span_count
+            self._log.report(
+                "queue_full",
+                "exporter %s: queue full (%d bytes); dropped a trace of %d spans "
+                "(%d spans dropped so far)",
+                self.name,
+                queue.max_bytes,
+                trace.span_count,
+                self._dropped,
+            )
             return
         self._ledger.queued(queue.spans, queue.bytes)
         # Wake the batcher only when its answer can change: a first trace starts a batch's

@@ -8,6 +8,7 @@ from refinery_py.model.ports import (
     Admission,
     ClusterSink,
     EncodedSpans,
+    ExportBacklog,
     SpanSink,
     TraceExporter,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "ClusterSink",
     "Decision",
     "EncodedSpans",
+    "ExportBacklog",
     "FieldValue",
     "HandedOffDecision",
     "HandedOffTrace",

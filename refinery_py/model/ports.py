@@ -39,6 +39,16 @@ class EncodedSpans(Protocol):
     def span_count(self) -> int: ...
 
 
+class ExportBacklog(Protocol):
+    """How full an exporter's queue is: what admission weighs before taking more spans."""
+
+    @property
+    def queued_bytes(self) -> int: ...
+
+    @property
+    def max_bytes(self) -> int: ...
+
+
 class SpanSink(Protocol):
     """Where receivers deliver decoded spans (the pipeline)."""
 

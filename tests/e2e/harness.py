@@ -78,9 +78,14 @@ class RecordingBackend:
         self._server.add_generic_rpc_handlers((handler,))
         self.port = self._server.add_insecure_port("127.0.0.1:0")
 
+    down = False
+    """While True, every export is answered UNAVAILABLE (a backend outage)."""
+
     def _export(
-        self, request: ExportTraceServiceRequest, _: grpc.ServicerContext
+        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> ExportTraceServiceResponse:
+        if self.down:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the backend is down for the test")
         with self._lock:
             self.requests.append(request)
         return ExportTraceServiceResponse()
