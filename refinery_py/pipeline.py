@@ -13,12 +13,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from refinery_py.assemble import Arrivals, BufferedTrace, DecisionCache, TraceBuffer
 from refinery_py.assemble.buffer import LateSpans
+from refinery_py.assemble.stress import StressGauge
 from refinery_py.cluster.forwarding import MAX_HOPS, Forwarder
 from refinery_py.cluster.ownership import Placement
+from refinery_py.decide.hashing import keep_for_rate
 from refinery_py.model import (
     ACCEPTED,
     Admission,
@@ -39,6 +42,19 @@ from refinery_py.otlp.span_view import WireTrace
 from refinery_py.telemetry import Metrics
 
 log = logging.getLogger(__name__)
+
+RELIEF_REASON = "stress_relief"
+"""`meta.refinery.reason` of traces decided on arrival by stress relief."""
+
+
+@dataclass(frozen=True, slots=True)
+class Relief:
+    """Stress relief's settings: the rate (asked each time: rules reload) and its hysteresis."""
+
+    rate: Callable[[], int]
+    activate_after: float
+    deactivate_after: float
+
 
 EXPORT_ROOM = 0.8
 """Admission keeps an export queue's expected use (queued + the buffer's kept share) below this
@@ -85,6 +101,7 @@ class Pipeline:
         dry_run: bool = False,
         forwarder: Forwarder | None = None,
         backlogs: Sequence[ExportBacklog] = (),
+        relief: Relief | None = None,
     ) -> None:
         self.buffer = buffer
         self.decider = decider
@@ -109,10 +126,16 @@ class Pipeline:
         """How late the last tick ran: the sign of an event loop that cannot keep up."""
         self.backlogs = tuple(backlogs)
         """Export queues that must not overflow: admission refuses before they would."""
+        self.relief = relief
+        """With a Relief, sustained overload is met by deciding on arrival (see `_relieve`)."""
+        self.stress = (
+            StressGauge(relief.activate_after, relief.deactivate_after) if relief else None
+        )
         self.kept_share = 1.0
         """The share of decided bytes that is kept (a moving average; 1 until measured)."""
         self._tick_decided = 0
         self._tick_kept = 0
+        self._tick_ejected = 0
         self._stopping = asyncio.Event()
         self._last_error_log = 0.0
 
@@ -189,7 +212,8 @@ class Pipeline:
             self._adopt(handoff, self.clock())
 
     def _overloaded(self) -> Admission | None:
-        if self.lag > self.max_lag:
+        relieving = self.stress is not None and self.stress.active
+        if self.lag > self.max_lag and not relieving:
             return Admission(
                 False,
                 retry_after=max(1.0, self.lag),
@@ -215,8 +239,72 @@ class Pipeline:
         return None
 
     def _buffer(self, batch: SpanBatch, now: float) -> None:
+        if self.stress is not None and self.stress.active:
+            self._relieve(batch, now)
+            return
         arrivals = self.buffer.add(batch, now)
         self._settle(arrivals, now)
+
+    # ---- stress relief ----------------------------------------------------------------------
+
+    def _relieve(self, batch: SpanBatch, now: float) -> None:
+        """Decide new traces on arrival by their trace ID's hash at the relief rate.
+
+        The decision is remembered like any other, so the trace's later spans follow it (as late
+        spans) whenever they come, relief or not, and every member reaches the same verdict.
+        Traces already buffered stay buffered and are decided by the rules as usual.
+        """
+        assert self.relief is not None
+        rate = max(1, self.relief.rate())
+        decisions = self.decisions
+        traces = self.buffer.traces
+        relieved: set[bytes] = set()
+        for trace_id in set(batch.trace_ids):
+            if trace_id in traces or decisions.get(trace_id) is not None:
+                continue
+            keep = keep_for_rate(trace_id.hex(), rate)
+            decisions.record(
+                trace_id, Decision(keep, rate, RELIEF_REASON), SendReason.STRESS_RELIEF, now
+            )
+            relieved.add(trace_id)
+        arrivals = self.buffer.add(batch, now)
+        for trace_id in relieved:
+            late = arrivals.late.pop(trace_id)
+            decision = late.decided.decision
+            label = "kept" if decision.keep else "dropped"
+            self.metrics.stress_relief_spans.labels(label).inc(len(late.spans))
+            self.metrics.traces_decided.labels(label, SendReason.STRESS_RELIEF.value).inc()
+            self.metrics.spans_decided.labels(label).inc(len(late.spans))
+            if decision.keep or self.dry_run:
+                trace = WireTrace(trace_id, late.spans, late.origins, -1)
+                self._export(trace, decision, SendReason.STRESS_RELIEF)
+        self._settle(arrivals, now)
+
+    def _observe_stress(self, now: float) -> None:
+        stress = self.stress
+        if stress is None:
+            return
+        reason = ""
+        if self.lag > self.max_lag:
+            reason = f"decisions are running {self.lag:.1f}s behind"
+        elif self._tick_ejected:
+            reason = (
+                f"the buffer ran over its {self.max_memory >> 20} MiB budget "
+                f"({self._tick_ejected} traces decided early to make room)"
+            )
+        self._tick_ejected = 0
+        calm = self.lag < self.max_lag / 2 and self.buffer.memory < self.max_memory / 2
+        if stress.observe(reason, calm, now):
+            self.metrics.stress_relief_active.set(1 if stress.active else 0)
+            if stress.active:
+                self.metrics.stress_relief_activations.inc()
+                log.warning(
+                    "stress relief on: %s; new traces are now decided on arrival at 1 in %d",
+                    stress.reason,
+                    self.relief.rate() if self.relief else 0,
+                )
+            else:
+                log.warning("stress relief off: the node keeps up again; buffering as usual")
 
     def _settle(self, arrivals: Arrivals, now: float) -> None:
         for trace_id, late in arrivals.late.items():
@@ -227,6 +315,7 @@ class Pipeline:
             # Decide the largest traces early rather than refuse: they are the likeliest to be
             # complete anyway, and ingest keeps flowing. Free a margin so this is not per-batch.
             for trace in self.buffer.eject(int(self.max_memory * 0.9)):
+                self._tick_ejected += 1
                 self._decide(trace, now)
 
     def _adopt(self, handoff: Handoff, now: float) -> None:
@@ -384,6 +473,7 @@ class Pipeline:
         now = self.clock()
         for trace in self.buffer.due(now):
             self._decide(trace, now)
+        self._observe_stress(now)
         if self._tick_decided:
             share = self._tick_kept / self._tick_decided
             self.kept_share = 0.8 * self.kept_share + 0.2 * share

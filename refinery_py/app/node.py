@@ -44,7 +44,7 @@ from refinery_py.decide.stats import SamplerStats
 from refinery_py.model import Admission, SpanBatch, TraceExporter
 from refinery_py.model.addresses import join_host_port, split_host_port
 from refinery_py.otlp.ingest import OriginInterner
-from refinery_py.pipeline import Pipeline
+from refinery_py.pipeline import Pipeline, Relief
 from refinery_py.receive import GrpcReceiver, HttpReceiver, Intake
 from refinery_py.receive.recorder import Recorder
 from refinery_py.store import StoreExporter, StoreReader
@@ -118,6 +118,7 @@ class Node:
             # The store is best effort by design (its drops never touch the export); the
             # upstream export is what admission must not overfill.
             backlogs=[self.upstream] if self.upstream is not None else [],
+            relief=self._relief(),
         )
         self.recorder = (
             Recorder(
@@ -163,6 +164,16 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._state = "starting"
+
+    def _relief(self) -> Relief | None:
+        relief = self.settings.stress_relief
+        if relief.mode != "relieve":
+            return None
+        return Relief(
+            rate=lambda: relief.sample_rate or self.rules.engine.fallback_rate(),
+            activate_after=relief.activate_after,
+            deactivate_after=relief.deactivate_after,
+        )
 
     def _owned_doors(self, max_request: int, reserved: bool) -> list[GrpcReceiver | HttpReceiver]:
         """This worker's own OTLP ports, for a trace-ID-routing front (nothing is forwarded)."""

@@ -144,6 +144,41 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StressReliefSettings:
+    """What a node does when it cannot keep up: push back, or sample on arrival."""
+
+    mode: str = option(
+        "mode",
+        "backpressure: refuse new requests (429 / RESOURCE_EXHAUSTED) while decisions run behind "
+        "or the buffer is over its budget. relieve: after activate_after of that, decide each new "
+        "trace on arrival by its trace ID's hash at sample_rate, without buffering it.",
+        default="backpressure",
+        choices=("backpressure", "relieve"),
+    )
+    sample_rate: int = option(
+        "sample_rate",
+        "The rate relief keeps traces at; 0 means the default target's own rate (its "
+        "SampleRate or GoalSampleRate, its last condition-less rule's), else 100.",
+        default=0,
+        minimum=0,
+    )
+    activate_after: Seconds = option(
+        "activate_after",
+        "How long the node must be unable to keep up before relief starts.",
+        default=Seconds(5.0),
+        minimum=0,
+    )
+    deactivate_after: Seconds = option(
+        "deactivate_after",
+        "How long the node must be well within its limits (half the decision lag limit, half "
+        "the memory budget) before relief stops.",
+        default=Seconds(30.0),
+        minimum=0,
+    )
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExportSettings:
     """Where kept traces go besides the embedded store."""
 
@@ -291,6 +326,11 @@ class Settings:
     logging: LoggingSettings = option(
         "logging", "refinery_py's own logging.", default_factory=LoggingSettings
     )
+    stress_relief: StressReliefSettings = option(
+        "stress_relief",
+        "Under sustained overload: backpressure (default) or sampling on arrival.",
+        default_factory=StressReliefSettings,
+    )
     cluster: ClusterSettings = option(
         "cluster",
         "Several nodes sampling as one (default: a node on its own).",
@@ -424,6 +464,7 @@ __all__ = [
     "RedisMembershipSettings",
     "Settings",
     "StoreSettings",
+    "StressReliefSettings",
     "TracesSettings",
     "check_config_file",
     "load_settings",

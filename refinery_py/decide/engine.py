@@ -10,7 +10,16 @@ when a sampler is configured under that name, else `service.name` when one is, e
 
 from __future__ import annotations
 
-from refinery_py.config.rules_spec import DEFAULT_TARGET, RulesSpec
+from refinery_py.config.rules_spec import (
+    DEFAULT_TARGET,
+    DeterministicSpec,
+    DynamicSpec,
+    EMADynamicSpec,
+    EMAThroughputSpec,
+    RulesBasedSpec,
+    RulesSpec,
+    SamplerSpec,
+)
 from refinery_py.decide.factory import Placed, SamplerFactory, build_sampler
 from refinery_py.decide.keyed import KeyedSampler
 from refinery_py.decide.sampler import Sampler
@@ -38,6 +47,7 @@ class RulesEngine:
         "_named_targets",
         "_nodes",
         "_samplers",
+        "_spec",
         "_workers",
         "reused",
     )
@@ -61,6 +71,7 @@ class RulesEngine:
             fields.update(ENVIRONMENT_FIELDS)
             fields.add(SERVICE_FIELD)
         self._fields = frozenset(fields)
+        self._spec = spec
         self._nodes = self._workers = 1
         if previous is not None:
             self.set_cluster_size(previous._nodes, previous._workers)
@@ -103,6 +114,11 @@ class RulesEngine:
         """Every span field name the rules read, target selection included (no `root.` prefix)."""
         return self._fields
 
+    def fallback_rate(self) -> int:
+        """The rate the default target applies to ordinary traffic: what stress relief samples
+        at unless told otherwise."""
+        return fallback_rate(self._spec.samplers[DEFAULT_TARGET])
+
     # ---- adaptive samplers ------------------------------------------------------------------
 
     def count_late(self, decision: Decision, span_count: int, now: float) -> None:
@@ -141,3 +157,26 @@ class RulesEngine:
         for placed in self._adaptive.values():
             reports.extend(placed.sampler.take_goal_reports())
         return reports
+
+
+RELIEF_DEFAULT_RATE = 100
+"""Refinery's StressSamplingRate default, for samplers that have no rate of their own."""
+
+
+def fallback_rate(spec: SamplerSpec) -> int:
+    """A sampler's rate for traffic no special rule picks out: a fixed or goal rate, the last
+    condition-less rule's, an initial rate; else RELIEF_DEFAULT_RATE."""
+    if isinstance(spec, DeterministicSpec | DynamicSpec):
+        return max(1, spec.sample_rate)
+    if isinstance(spec, EMADynamicSpec):
+        return max(1, spec.goal_sample_rate)
+    if isinstance(spec, EMAThroughputSpec) and spec.initial_sample_rate > 0:
+        return spec.initial_sample_rate
+    if isinstance(spec, RulesBasedSpec):
+        for rule in reversed(spec.rules):
+            if rule.conditions:
+                continue
+            if rule.sampler is not None:
+                return fallback_rate(rule.sampler)
+            return max(1, rule.sample_rate)
+    return RELIEF_DEFAULT_RATE

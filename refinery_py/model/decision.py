@@ -15,6 +15,7 @@ class SendReason(enum.StrEnum):
     EJECTED_MEMSIZE = "trace_send_ejected_memsize"
     LATE_SPAN = "trace_send_late_span"
     SHUTDOWN = "trace_send_shutdown"
+    STRESS_RELIEF = "trace_send_stress_relief"
 
 
 @dataclass(frozen=True, slots=True)

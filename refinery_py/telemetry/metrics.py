@@ -106,6 +106,24 @@ class Metrics:
             registry=r,
         )
 
+        # stress relief
+        self.stress_relief_active = Gauge(
+            "refinery_stress_relief_active",
+            "1 while the node decides new traces on arrival because it could not keep up.",
+            registry=r,
+        )
+        self.stress_relief_activations = Counter(
+            "refinery_stress_relief_activations",
+            "Times stress relief started.",
+            registry=r,
+        )
+        self.stress_relief_spans = Counter(
+            "refinery_stress_relief_spans",
+            "Spans of traces decided on arrival by stress relief, by decision (kept, dropped).",
+            ["decision"],
+            registry=r,
+        )
+
         # export
         self.export_spans = Counter(
             "refinery_export_spans",

@@ -65,3 +65,49 @@ def test_a_backend_that_cannot_keep_up_gets_backpressure_not_drops(tmp_path: Pat
             backend.down = False
             wait_until(lambda: len(backend.spans()) == accepted, timeout=60, what="delivery")
             assert node.metric("refinery_export_spans_total", outcome="sent") == accepted
+
+
+def test_a_relieving_node_decides_on_arrival_and_stays_ready(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(KEEP_ALL)
+    config = tmp_path / "relief.yaml"
+    config.write_text(
+        "\n".join(
+            [
+                "listen: {otlp_grpc: 127.0.0.1:0, otlp_http: 127.0.0.1:0, api: 127.0.0.1:0}",
+                "traces: {send_delay: 30s, trace_timeout: 60s, max_memory: 256KiB}",
+                "stress_relief: {mode: relieve, activate_after: 0s, deactivate_after: 1h}",
+                "store: {path: null}",
+            ]
+        )
+        + "\n"
+    )
+    with RecordingBackend() as backend:
+        config.write_text(
+            config.read_text()
+            + f"export:\n  otlp:\n    endpoint: {backend.endpoint}\n"
+            + "    retry_initial_interval: 100ms\n"
+        )
+        with RefineryProcess(config, rules) as node:
+            address = address_of(node)
+            padding = "p" * 700
+            for trace in range(1, 41):  # 40 traces of ~15 KB: the buffer runs over 256 KiB
+                body = request(
+                    *(span(trace, n, 1, attrs={"pad": padding}) for n in range(2, 22))
+                ).SerializeToString()
+                assert post(address, body) == 200
+            wait_until(lambda: node.metric("refinery_stress_relief_active") == 1, what="relief on")
+            assert node.get("/ready")[0] == 200
+            before = len(backend.spans())
+            for trace in range(1001, 1011):  # new traces: decided on arrival, kept (rate 1)
+                body = request(*(span(trace, n, 1) for n in range(2, 6))).SerializeToString()
+                assert post(address, body) == 200
+            wait_until(lambda: len(backend.spans()) >= before + 40, what="relieved traces out")
+            relieved = [
+                s
+                for s in backend.spans()
+                if s.attributes["meta.refinery.reason"] == "stress_relief"
+            ]
+            assert {s.trace_id for s in relieved} >= {f"{t:032x}" for t in range(1001, 1011)}
+            assert node.metric("refinery_stress_relief_spans_total", decision="kept") >= 40
+            assert node.metric("refinery_stress_relief_activations_total") == 1
