@@ -94,6 +94,7 @@ class Node:
                 retention=settings.store.retention,
                 max_size=settings.store.max_size,
                 queue_max_bytes=max(1, settings.store.queue_max_bytes // workers),
+                reports_file=role.index == 0,
             )
             self.store_reader = StoreReader(settings.store.path)
             self.exporters.append(self.store)

@@ -62,6 +62,16 @@ class Delivery:
                 return
             self._ledger.request(RequestOutcome.RETRYABLE_FAILURE, seconds)
             delay = self._policy.delay(retry, self._rng, result.retry_after)
+            self._log.report(
+                "retrying",
+                "exporter %s: backend failed (%s); retrying %d spans, attempt %d, for up to "
+                "%.0fs more",
+                self._name,
+                result.message or "no reason given",
+                request.span_count,
+                retry + 1,
+                max(0.0, self._policy.max_elapsed - (time.monotonic() - first_attempt)),
+            )
             if not self._policy.allows(time.monotonic() - first_attempt, delay):
                 self._ledger.spans(SpanOutcome.DROPPED_RETRIES_EXHAUSTED, request.span_count)
                 self._log.report(

@@ -49,6 +49,7 @@ class StoreExporter:
         batch_max_bytes: int = 16 * MiB,
         retention_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
+        reports_file: bool = True,
     ) -> None:
         if queue_max_bytes <= 0 or batch_max_traces <= 0 or batch_max_bytes <= 0:
             raise ValueError("queue and batch limits must be positive")
@@ -57,6 +58,7 @@ class StoreExporter:
         self.max_size = max_size
         self.clock = clock
         self._ledger = StoreLedger(metrics)
+        self._ledger.reports_file = reports_file
         self._queue: deque[KeptTrace] = deque()
         self._queued_bytes = 0
         self._queued_spans = 0

@@ -34,6 +34,9 @@ class StoreLedger:
         self._appended = metrics.store_writes.labels(kind="append")
         self._write_errors = metrics.store_write_errors
         self._batch_seconds = metrics.store_batch_seconds
+        self.reports_file = True
+        """Whether this process reports the file's rows and bytes (one worker of a node does:
+        the file is shared, so two would make every sum across workers count it twice)."""
         self._rows = metrics.store_rows
         self._bytes = metrics.store_bytes
         self._deleted_age = metrics.store_retention_deletions.labels(reason="age")
@@ -58,7 +61,8 @@ class StoreLedger:
         self.dropped("write_error", outcome.failed, outcome.failed_spans)
         self.write_errors(outcome.failed_transactions)
         self._batch_seconds.observe(seconds)
-        self._rows.set(rows)
+        if self.reports_file:
+            self._rows.set(rows)
 
     def write_errors(self, count: int) -> None:
         if count:
@@ -70,8 +74,9 @@ class StoreLedger:
             self._deleted_age.inc(by_age)
         if by_size:
             self._deleted_size.inc(by_size)
-        self._rows.set(rows)
-        self._bytes.set(used_bytes)
+        if self.reports_file:
+            self._rows.set(rows)
+            self._bytes.set(used_bytes)
 
     def queued(self, spans: int, size: int) -> None:
         """Publish what is waiting in the store's queue."""

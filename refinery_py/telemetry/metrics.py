@@ -185,12 +185,14 @@ class Metrics:
         )
         self.store_rows = Gauge(
             "refinery_store_rows",
-            "Traces in the embedded store file (every worker reports the whole shared file).",
+            "Traces in the embedded store file (the node's first worker reports the shared file; "
+            "the others report 0, so sums across workers are right).",
             registry=r,
         )
         self.store_bytes = Gauge(
             "refinery_store_bytes",
-            "Bytes of the store file holding data (free pages and the WAL not included).",
+            "Bytes of the store file holding data (free pages and the WAL not included; the "
+            "first worker reports it, the others 0).",
             registry=r,
         )
         self.store_retention_deletions = Counter(

@@ -33,7 +33,7 @@ def _partial(backend: RecordingBackend, rejected: int, message: str) -> None:
 
 
 async def test_grpc_unavailable_with_retry_info_is_retried_when_the_server_says(
-    grpc_backend: GrpcBackend, metrics: Metrics
+    grpc_backend: GrpcBackend, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
     grpc_backend.replies.extend(
         [GrpcReply(grpc.StatusCode.UNAVAILABLE, retry_info=0.01, message="warming up")] * 2
@@ -49,6 +49,9 @@ async def test_grpc_unavailable_with_retry_info_is_retried_when_the_server_says(
     assert counter(metrics, "refinery_export_retries") == 2
     assert counter(metrics, "refinery_export_requests", outcome="retryable_failure") == 2
     assert counter(metrics, "refinery_export_requests", outcome="sent") == 1
+    # An outage that will be retried is still worth a line (throttled), with what is at stake.
+    assert "backend failed" in caplog.text and "warming up" in caplog.text
+    assert "retrying 12 spans" in caplog.text
 
 
 async def test_grpc_unavailable_without_a_hint_backs_off_and_retries(
