@@ -4,10 +4,12 @@ lines that say where kept traces, recordings and rules are."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.export import OtlpExporter
+from refinery_py.export.spill import Spill
 from refinery_py.telemetry import Metrics
 
 log = logging.getLogger("refinery_py")
@@ -32,6 +34,11 @@ def otlp_exporter(settings: Settings, metrics: Metrics) -> OtlpExporter:
         retry_initial_interval=otlp.retry_initial_interval,
         retry_max_interval=otlp.retry_max_interval,
         retry_max_elapsed=otlp.retry_max_elapsed,
+        spill=(
+            Spill(Path(otlp.spill_dir), max_bytes=otlp.spill_max_size, exporter="otlp")
+            if otlp.spill_dir
+            else None
+        ),
     )
 
 

@@ -102,6 +102,18 @@ class OtlpExportSettings:
         "always uses TLS.",
         default=None,
     )
+    spill_dir: str | None = option(
+        "spill_dir",
+        "Where kept traces that could not be delivered before shutdown (the backend down) are "
+        "written, to be sent first at the next start; null drops them (counted).",
+        default="./refinery-data/spill",
+    )
+    spill_max_size: ByteSize = option(
+        "spill_max_size",
+        "The most the spill directory may hold; past it, what is left is dropped (counted).",
+        default=ByteSize(1024 * MiB),
+        exclusive_minimum=0,
+    )
     line: int = 0
 
     @property

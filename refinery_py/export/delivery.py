@@ -37,6 +37,14 @@ class Delivery:
         self._rng = rng
         self._name = name
         self._log = ThrottledLog(logger, interval=10.0)
+        self._failing_since: float | None = None
+        """When the current run of failed attempts began (None after a success)."""
+
+    def failing_for(self) -> float | None:
+        """Seconds every attempt has failed for (None if the last attempt got through)."""
+        if self._failing_since is None:
+            return None
+        return time.monotonic() - self._failing_since
 
     async def deliver(self, request: ExportRequest) -> None:
         """Send `request`, retrying retryable failures within the policy's time budget."""
@@ -47,6 +55,7 @@ class Delivery:
             result = await self._attempt(request.payload)
             seconds = time.monotonic() - started
             if result.verdict is Verdict.DELIVERED:
+                self._failing_since = None
                 self._delivered(request, result, seconds)
                 return
             if result.verdict is Verdict.REJECTED:
@@ -61,6 +70,8 @@ class Delivery:
                 )
                 return
             self._ledger.request(RequestOutcome.RETRYABLE_FAILURE, seconds)
+            if self._failing_since is None:
+                self._failing_since = started
             delay = self._policy.delay(retry, self._rng, result.retry_after)
             self._log.report(
                 "retrying",

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from refinery_py.export.backoff import RetryPolicy
-from refinery_py.export.batch import build_requests
+from refinery_py.export.batch import build_requests, count_spans
 from refinery_py.export.delivery import Delivery
 from refinery_py.export.grpc_transport import GrpcTransport
 from refinery_py.export.http_transport import HttpTransport
 from refinery_py.export.outcomes import ExportLedger, SpanOutcome
+from refinery_py.export.spill import Spill, SpilledPayload
 from refinery_py.export.trace_queue import TraceQueue
 from refinery_py.export.transport import Transport
 from refinery_py.model import EncodedSpans
@@ -32,6 +33,10 @@ Compression = Literal["gzip", "none"]
 
 MiB = 1024 * 1024
 
+FAILING_BACKEND_GRACE = 5.0
+"""At shutdown, seconds of nothing but failures after which the exporter stops waiting for the
+backend and keeps (spills) or drops what is left."""
+
 
 class OtlpExporter:
     """Sends kept traces to an OTLP backend over gRPC or HTTP (a `TraceExporter`).
@@ -45,7 +50,8 @@ class OtlpExporter:
     Retries follow `RetryPolicy` (see there), bounded by `retry_max_elapsed` per request.
 
     Every span offered ends counted under exactly one outcome of `refinery_export_spans`: `sent`,
-    `rejected`, `dropped_queue_full`, `dropped_retries_exhausted` or `dropped_shutdown`.
+    `rejected`, `dropped_queue_full`, `dropped_retries_exhausted`, `spilled` (kept on disk at
+    shutdown for the next start, see `spill`) or `dropped_shutdown`.
 
     Defaults follow the OpenTelemetry Collector (8192-span batches, 5 s initial and 30 s maximum
     backoff, a 300 s retry budget) except the timeout: 0, because whatever is offered without an
@@ -74,6 +80,7 @@ class OtlpExporter:
         retry_max_interval: float = 30.0,
         retry_max_elapsed: float = 300.0,
         rng: random.Random | None = None,
+        spill: Spill | None = None,
     ) -> None:
         if batch_max_spans <= 0 or batch_max_bytes <= 0:
             raise ValueError("batch_max_spans and batch_max_bytes must be positive")
@@ -109,6 +116,9 @@ class OtlpExporter:
         self._closed = False
         self._dropped = 0
         self._log = ThrottledLog(logger, interval=10.0)
+        self._spill = spill
+        self._undelivered: list[EncodedSpans] = []
+        """Batches a shutdown cut off before any of their spans were delivered."""
 
     @property
     def queued_bytes(self) -> int:
@@ -150,7 +160,33 @@ class OtlpExporter:
         if self._batcher is not None or self._closed:
             return
         await self._transport.open()
+        self._restore()
         self._batcher = asyncio.create_task(self._run_batcher(), name=f"{self.name}-batcher")
+
+    def _restore(self) -> None:
+        """Queue what an earlier run spilled, first, as far as the queue has room."""
+        if self._spill is None:
+            return
+        restored = 0
+        for path in self._spill.claim():
+            try:
+                payload = path.read_bytes()
+                item = SpilledPayload(payload, count_spans(payload), path)
+            except (OSError, ValueError) as error:
+                logger.error("exporter %s: unreadable spill file %s: %s", self.name, path, error)
+                continue
+            if not self._queue.put(item, time.monotonic()):
+                self._spill.release(path)
+                break
+            restored += item.span_count
+        if restored:
+            self._ledger.queued(self._queue.spans, self._queue.bytes)
+            logger.info(
+                "exporter %s: sending %d spans kept from before the last shutdown (%s)",
+                self.name,
+                restored,
+                self._spill.directory,
+            )
 
     async def close(self, timeout: float) -> None:
         """Stop accepting, send what is queued and in flight, and release the transport.
@@ -167,23 +203,64 @@ class OtlpExporter:
             if self._batcher is not None:
                 await self._drain_within(timeout)
         finally:
-            self._ledger.spans(
-                SpanOutcome.DROPPED_SHUTDOWN, sum(t.span_count for t in self._queue.pop_all())
-            )
+            self._keep_or_drop([*self._queue.pop_all(), *self._undelivered])
+            self._undelivered = []
             self._ledger.queued(0, 0)
             self._closed = True
             if self._batcher is not None:
                 await self._transport.close()
 
+    def _keep_or_drop(self, left: list[EncodedSpans]) -> None:
+        """What shutdown could not deliver: spilled to disk for the next start when there is a
+        spill directory with room, else dropped; counted and logged either way."""
+        spans = sum(t.span_count for t in left)
+        if not spans:
+            return
+        spilled_spans = spilled_bytes = 0
+        fresh = [t for t in left if not isinstance(t, SpilledPayload)]
+        if self._spill is not None:
+            for item in left:
+                if isinstance(item, SpilledPayload):
+                    self._spill.release(item.path)  # its file is still there: hand it back
+                    spilled_spans += item.span_count
+            try:
+                written = self._spill.write((t.payload, t.span_count) for t in fresh)
+            except OSError as error:
+                logger.error("exporter %s: cannot spill to disk: %s", self.name, error)
+                written = (0, 0)
+            spilled_spans += written[0]
+            spilled_bytes = written[1]
+            self._ledger.spans(SpanOutcome.SPILLED, spilled_spans)
+        self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, spans - spilled_spans)
+        logger.warning(
+            "exporter %s: %d spans could not be delivered before shutdown: %d kept on disk "
+            "for the next start%s, %d dropped (refinery_export_spans_total)",
+            self.name,
+            spans,
+            spilled_spans,
+            f" ({self._spill.directory}, {spilled_bytes} bytes)" if self._spill else "",
+            spans - spilled_spans,
+        )
+
     async def _drain_within(self, timeout: float) -> None:
         drain = asyncio.create_task(self._drain(), name=f"{self.name}-drain")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        why = f"after {timeout:.3g}s"
         try:
-            await asyncio.wait({drain}, timeout=timeout)
+            while not drain.done() and loop.time() < deadline:
+                await asyncio.wait({drain}, timeout=0.1)
+                failing = self._delivery.failing_for()
+                if failing is not None and failing > FAILING_BACKEND_GRACE:
+                    # A backend that has failed every attempt for a while will not recover in
+                    # the seconds a shutdown has: keep what is left rather than wait it out.
+                    why = f"the backend has failed for {failing:.0f}s"
+                    break
         finally:
             # Also reached if close() itself is cancelled: nothing may be left sending.
             if not drain.done():
                 await self._abandon(drain)
-                logger.warning("exporter %s: close gave up after %.3gs", self.name, timeout)
+                logger.warning("exporter %s: close gave up (%s)", self.name, why)
 
     async def _abandon(self, drain: asyncio.Task[None]) -> None:
         tasks = [drain, *self._in_flight]
@@ -209,10 +286,11 @@ class OtlpExporter:
                 return
             traces = self._queue.pop_batch(self._batch_max_spans, self._batch_max_bytes)
             self._ledger.queued(self._queue.spans, self._queue.bytes)
-            unsent = _Unsent(sum(trace.span_count for trace in traces))
+            total = sum(trace.span_count for trace in traces)
+            unsent = _Unsent(total, total)
             task = asyncio.create_task(self._send(traces, unsent), name=f"{self.name}-send")
             self._in_flight.add(task)
-            task.add_done_callback(functools.partial(self._sent, unsent))
+            task.add_done_callback(functools.partial(self._sent, traces, unsent))
 
     async def _batch_ready(self) -> bool:
         """Wait until a batch should be cut; False when closing with nothing left to send."""
@@ -248,12 +326,20 @@ class OtlpExporter:
             logger.exception("exporter %s: could not build a request", self.name)
             self._ledger.spans(SpanOutcome.REJECTED, unsent.spans)
             unsent.spans = 0
+        if self._spill is not None:
+            for trace in traces:
+                if isinstance(trace, SpilledPayload):
+                    self._spill.done(trace.path)
 
-    def _sent(self, unsent: _Unsent, task: asyncio.Task[None]) -> None:
+    def _sent(self, traces: list[EncodedSpans], unsent: _Unsent, task: asyncio.Task[None]) -> None:
         # Counted here rather than in `_send`: a task cancelled before its first step never runs
-        # its body, and its spans must still end in an outcome.
+        # its body, and its spans must still end in an outcome. A batch cut off before any of it
+        # was delivered can still be kept whole (see close); a partly delivered one cannot.
         if unsent.spans:
-            self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, unsent.spans)
+            if unsent.spans == unsent.total:
+                self._undelivered.extend(traces)
+            else:
+                self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, unsent.spans)
             unsent.spans = 0
         self._in_flight.discard(task)
         self._slots.release()
@@ -264,6 +350,7 @@ class _Unsent:
     """Spans of one sending task not yet delivered (or counted otherwise)."""
 
     spans: int
+    total: int
 
 
 def _make_transport(

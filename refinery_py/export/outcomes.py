@@ -21,6 +21,8 @@ class SpanOutcome(enum.StrEnum):
     DROPPED_RETRIES_EXHAUSTED = "dropped_retries_exhausted"
     DROPPED_SHUTDOWN = "dropped_shutdown"
     """Still queued or in flight when close() ran out of time, or offered after close()."""
+    SPILLED = "spilled"
+    """Not delivered before shutdown, and written to the spill directory for the next start."""
 
 
 class RequestOutcome(enum.StrEnum):

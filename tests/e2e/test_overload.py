@@ -111,3 +111,44 @@ def test_a_relieving_node_decides_on_arrival_and_stays_ready(tmp_path: Path) -> 
             assert {s.trace_id for s in relieved} >= {f"{t:032x}" for t in range(1001, 1011)}
             assert node.metric("refinery_stress_relief_spans_total", decision="kept") >= 40
             assert node.metric("refinery_stress_relief_activations_total") == 1
+
+
+def test_a_restart_during_a_backend_outage_loses_nothing(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(KEEP_ALL)
+    with RecordingBackend() as backend:
+        backend.down = True
+        config = write_config(tmp_path, backend)
+        sent = 0
+        with RefineryProcess(config, rules, workers=2) as node:
+            address = address_of(node)
+            for trace in range(1, 51):
+                body = request(*(span(trace, n, None if n == 1 else 1) for n in range(1, 9)))
+                assert post(address, body.SerializeToString()) == 200
+                sent += 8
+            wait_until(
+                lambda: node.metric("refinery_traces_decided_total") == 50,
+                what="every trace decided, waiting for the backend",
+            )
+            assert node.terminate() == 0
+            log = "".join(node.log)
+            assert "kept on disk for the next start" in log
+            assert node_metric_total(log) == 0  # nothing was dropped
+        spilled = list((tmp_path / "refinery-data" / "spill").glob("spill-otlp-*.pb"))
+        assert spilled, "the undelivered spans are on disk"
+        backend.down = False
+        with RefineryProcess(config, rules, workers=1) as again:
+            wait_until(lambda: len(backend.spans()) == sent, what="the spilled spans delivered")
+            assert {s.trace_id for s in backend.spans()} == {f"{t:032x}" for t in range(1, 51)}
+            wait_until(
+                lambda: not list((tmp_path / "refinery-data" / "spill").glob("spill-*")),
+                what="the spill files gone once delivered",
+            )
+            assert again.terminate() == 0
+
+
+def node_metric_total(log: str) -> int:
+    """Spans the shutdown log lines say were dropped."""
+    import re
+
+    return sum(int(m) for m in re.findall(r"(\d+) dropped \(refinery_export_spans_total\)", log))
