@@ -23,8 +23,13 @@ prediction is biased in ways that do not average out: keys missing from it are k
 and a key that was busy by chance last window gets a high rate just as its traffic falls back,
 while a quiet one gets rate 1 just as it picks up. So each window's kept spans are compared with
 what the goal allowed for that window, and the budget of the next plans is scaled by a
-correction that integrates the error (half of it per window, bounded to ×0.5..×2). It only
-learns from windows whose plan had to sample (with everything kept there is nothing to correct).
+correction that integrates the error (half of it per budget period, bounded to ×0.5..×2). It
+only learns from windows whose plan had to sample (with everything kept there is nothing to
+correct). The error is measured over at least one budget period (the lookback of the windowed
+sampler, whose windows are its 1s buckets): the log of a handful of kept traces is biased low
+(Jensen), so an integrator fed one small bucket at a time settles where each bucket keeps more
+than its share, 16% over a goal of 10 spans/s with 1-3-span traces; over a whole period the bias
+is a fraction of a percent. A period that kept nothing counts as the largest error, not as none.
 
 Keys. At most `MaxKeys` keys are counted per window; traces of further keys share one overflow
 slot and its rate (Refinery samples them at rate 1, so a cardinality explosion blows its goal).
@@ -52,7 +57,7 @@ OVERFLOW_KEY = "<other keys>"
 _MAX_REPORTS = 32
 
 _GAIN = 0.5
-"""Share of a window's log-error the correction takes in per window (per budget period)."""
+"""Share of a budget period's log-error the correction takes in."""
 _MIN_CORRECTION = 0.5
 _MAX_CORRECTION = 2.0
 
@@ -85,6 +90,7 @@ class KeyedSampler:
         "_counts",
         "_default_rate",
         "_dropped",
+        "_feedback",
         "_fields",
         "_floor_window",
         "_floored",
@@ -123,6 +129,7 @@ class KeyedSampler:
         self._window_spans = 0
         self._window_kept = 0
         self._correction = 1.0
+        self._feedback = [0.0, 0.0, 0.0]  # kept spans, spans the goal allowed, seconds
         self._regulated = False
         self._burst_at = math.inf
         self._start = 0.0
@@ -233,6 +240,7 @@ class KeyedSampler:
         self._close_window(ended, regular=True)
         missed = int((now - ended) // interval)
         if missed > 0:
+            self._feedback = [0.0, 0.0, 0.0]  # a period with a gap in it measures nothing
             self._window += missed
             self._skip(missed)
             self._roll_floors()
@@ -249,17 +257,30 @@ class KeyedSampler:
     def _close_window(self, end: float, *, regular: bool) -> None:
         counts = self._counts
         elapsed = max(end - self._start, 1e-9)
-        if self._regulated and self._window_kept > 0:
-            wanted = self._target(self._window_spans, elapsed)
-            gain = _GAIN * min(1.0, elapsed / self._period)
-            correction = self._correction * (wanted / self._window_kept) ** gain
-            self._correction = min(_MAX_CORRECTION, max(_MIN_CORRECTION, correction))
+        if self._regulated:
+            self._learn(self._window_kept, self._target(self._window_spans, elapsed), elapsed)
+        else:
+            self._feedback = [0.0, 0.0, 0.0]
         self._counts = {}
         self._window_spans = 0
         self._window_kept = 0
         self._window += 1
         self._close(counts, elapsed, regular)
         self._roll_floors()
+
+    def _learn(self, kept: float, wanted: float, elapsed: float) -> None:
+        """Fold one window into the feedback; once a budget period is covered, correct."""
+        feedback = self._feedback
+        feedback[0] += kept
+        feedback[1] += wanted
+        feedback[2] += elapsed
+        if feedback[2] < self._period * (1 - 1e-9):
+            return
+        kept, wanted = feedback[0], feedback[1]
+        self._feedback = [0.0, 0.0, 0.0]
+        error = wanted / kept if kept > 0 else _MAX_CORRECTION
+        correction = self._correction * error**_GAIN
+        self._correction = min(_MAX_CORRECTION, max(_MIN_CORRECTION, correction))
 
     def _roll_floors(self) -> None:
         """Start a new floor window when one has ended, reporting the goal if it was missed."""

@@ -6,6 +6,9 @@ Poisson arrivals. Traces are dict-backed (a plain `dict` is a SpanView: `.get(fi
 span dicts and span tuples are shared between traces of the same customer, route and length, so a
 quarter of a million traces take a second to build and little memory.
 
+`generate_tenants(shape)` builds the traffic of issue 10: many customers with a few requests
+each, every customer on two of many routes, traces of 1-3 spans, one of a few services each.
+
 `run(sampler, traces, ...)` feeds every trace to a sampler in time order and measures what the
 tests assert on: overall and per-window sample rates and throughput after a warm-up, which keys
 kept nothing in a floor window, and each customer's share of the kept spans.
@@ -94,6 +97,54 @@ def generate(shape: TrafficShape) -> list[SimTrace]:
         if spans is None:
             root = {CUSTOMER: f"c{customer:04d}", ROUTE: f"/r{route:02d}", "service.name": "web"}
             child = {CUSTOMER: f"c{customer:04d}", "service.name": "db"}
+            spans = made[customer, route, length] = (root, *([child] * (length - 1)))
+        traces.append(SimTrace(f"{rng.getrandbits(128):032x}", spans, now, customer, route))
+    return traces
+
+
+@dataclass(frozen=True)
+class TenantShape:
+    """Issue 10's traffic: small traces from many customers, so (customer, route) keys outnumber
+    a sampler's `MaxKeys` and most of them send one or two traces per window."""
+
+    traces_per_sec: float = 200.0
+    duration: float = 1_800.0
+    customers: int = 500
+    customer_s: float = 1.2
+    routes: int = 50
+    routes_per_customer: int = 2
+    services: int = 8
+    """Each route belongs to one service (route number modulo this); every span carries it."""
+    min_spans: int = 1
+    max_spans: int = 3
+    seed: int = 10
+    start: float = 1_790_000_000.0
+
+
+def generate_tenants(shape: TenantShape) -> list[SimTrace]:
+    """The traces of `shape`, in arrival order; a trace's customer picks one of its routes."""
+    rng = random.Random(shape.seed)
+    count = int(shape.traces_per_sec * shape.duration)
+    customers = rng.choices(
+        range(shape.customers),
+        cum_weights=zipf_cumulative(shape.customers, shape.customer_s),
+        k=count,
+    )
+    routes_of = [
+        rng.sample(range(shape.routes), shape.routes_per_customer) for _ in range(shape.customers)
+    ]
+    made: dict[tuple[int, int, int], tuple[dict[str, str], ...]] = {}
+    traces = []
+    now = shape.start
+    for customer in customers:
+        now += rng.expovariate(shape.traces_per_sec)
+        route = rng.choice(routes_of[customer])
+        length = rng.randint(shape.min_spans, shape.max_spans)
+        spans = made.get((customer, route, length))
+        if spans is None:
+            service = f"svc{route % shape.services}"
+            root = {CUSTOMER: f"c{customer:04d}", ROUTE: f"/r{route:02d}", "service.name": service}
+            child = {CUSTOMER: f"c{customer:04d}", "service.name": service}
             spans = made[customer, route, length] = (root, *([child] * (length - 1)))
         traces.append(SimTrace(f"{rng.getrandbits(128):032x}", spans, now, customer, route))
     return traces

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from refinery_py.config.rules_spec import (
@@ -153,6 +155,21 @@ def test_windowed_forgets_after_a_quiet_lookback() -> None:
     assert sampler.rate_of("a•,") > 50
     sampler.decide(trace("a"), now=101.0)
     assert sampler.rate_of("a•,") == 1  # one quiet trace in a 1s lookback
+
+
+def test_windowed_feedback_measures_whole_lookbacks() -> None:
+    # Rates move every 1s bucket, but the feedback compares kept spans with the goal over a
+    # whole lookback: one bucket's handful of kept traces is too noisy to learn from.
+    sampler = windowed(
+        goal_throughput_per_sec=10, update_frequency=Seconds(1.0), lookback_frequency=Seconds(5.0)
+    )
+    corrections = []
+    for second in range(30):
+        feed(sampler, float(second), second + 1.0, {"a": 40 + 30 * (second % 2), "b": 20})
+        corrections.append(sampler.stats().correction)
+    changes = [i for i in range(10, 30) if corrections[i] != corrections[i - 1]]
+    assert len(changes) == 4
+    assert [b - a for a, b in itertools.pairwise(changes)] == [5, 5, 5]
 
 
 def test_windowed_max_keys_covers_the_lookback() -> None:
