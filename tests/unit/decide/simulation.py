@@ -170,6 +170,9 @@ class Outcome:
     keys_without_keep: int = 0
     """(window, key) pairs where the key had traces in the window but kept none of them."""
     keys_in_windows: int = 0
+    customers_without_keep: int = 0
+    """(window, customer) pairs where the customer had traces in the window but kept none."""
+    customers_in_windows: int = 0
     window_rates: list[float] = field(default_factory=list)
     """Per measured window: seen spans / kept spans."""
     window_throughputs: list[float] = field(default_factory=list)
@@ -192,6 +195,11 @@ class Outcome:
     def kept_spans_per_sec(self) -> float:
         return self.kept_spans / self.seconds
 
+    @property
+    def customer_coverage(self) -> float:
+        """Share of (window, customer) pairs with traffic in which the customer kept a trace."""
+        return 1 - self.customers_without_keep / self.customers_in_windows
+
     def max_customer_share(self) -> float:
         return max(self.customer_kept.values()) / self.kept_spans
 
@@ -213,22 +221,26 @@ def run(
     customer_kept: dict[int, int] = defaultdict(int)
     customer_seen: dict[int, int] = defaultdict(int)
     window_keys: dict[str, bool] = {}
+    window_covered: dict[int, bool] = {}
     window_customers: dict[int, int] = defaultdict(int)
     window_seen = window_kept = 0
     current = warmup_windows
     decide = sampler.decide
 
     def close_window() -> None:
-        nonlocal window_keys, window_customers, window_seen, window_kept
+        nonlocal window_keys, window_covered, window_customers, window_seen, window_kept
         out.windows += 1
         out.keys_in_windows += len(window_keys)
         out.keys_without_keep += sum(1 for kept in window_keys.values() if not kept)
+        out.customers_in_windows += len(window_covered)
+        out.customers_without_keep += sum(1 for kept in window_covered.values() if not kept)
         out.window_rates.append(window_seen / max(1, window_kept))
         out.window_throughputs.append(window_kept / window)
         out.window_top_shares.append(
             max(window_customers.values(), default=0) / max(1, window_kept)
         )
         window_keys = {}
+        window_covered = {}
         window_customers = defaultdict(int)
         window_seen = window_kept = 0
 
@@ -253,8 +265,10 @@ def run(
             customer_kept[trace.customer] += spans
             window_customers[trace.customer] += spans
             window_keys[decision.key] = True
+            window_covered[trace.customer] = True
         else:
             window_keys.setdefault(decision.key, False)
+            window_covered.setdefault(trace.customer, False)
     close_window()
     out.seconds = to_time - from_time
     out.customer_kept = dict(customer_kept)

@@ -17,6 +17,7 @@ from refinery_py.decide import (
     TotalThroughputSampler,
     WindowedThroughputSampler,
 )
+from refinery_py.decide.key_classes import TAIL_KEY
 from refinery_py.decide.throughput import ThroughputGoal, ThroughputOptions
 
 from .test_keyed import feed, trace
@@ -174,10 +175,15 @@ def test_windowed_feedback_measures_whole_lookbacks() -> None:
 
 def test_windowed_max_keys_covers_the_lookback() -> None:
     sampler = windowed(goal_throughput_per_sec=10, update_frequency=1.0, max_keys=2)
-    feed(sampler, 0.0, 1.0, {"a": 10, "b": 10})
-    feed(sampler, 1.0, 2.0, {"c": 10})  # a and b still fill the lookback
+    feed(sampler, 0.0, 1.0, {"a": 300, "b": 200})
+    feed(sampler, 1.0, 2.0, {"c": 100})
     sampler.decide(trace("a"), now=2.0)
-    assert sampler.stats().overflow_traces == 10
+    # Three keys in the lookback: the two heaviest are planned on their own, c as the rest.
+    stats = sampler.stats()
+    assert stats.keys == 3
+    assert {entry.key for entry in stats.top_keys} == {"a•,", "b•,", TAIL_KEY}
+    assert sampler.rate_of("c•,") == sampler.rate_of(TAIL_KEY) > 1
+    assert sampler.sizes()["lookback sums"] == 3
 
 
 def test_minimum_floors_that_do_not_fit_are_reported() -> None:
