@@ -6,7 +6,8 @@ times. But the sampler remembers every key of a window (up to a cap, see `keyed`
 count there, so the tail's keys are grouped by size class: 1 trace, 2-3, 4-7, 8-15, ... (powers
 of two). Each class is planned as that many keys alike (see `allotment`), its members getting
 the same share of the tail's spans per trace, and in the next window a key outside the tracked
-ones gets the rate of the class it fell in last time: the rate a key of about its size gets.
+ones gets the rate of the class it fell in last time (or of the one its traces so far reach, if
+that is larger; see `key_memory`): the rate a key of about its size gets.
 
 A tracked key that lost its slot earlier in the window and won it back has part of its traffic
 in the tail; its remembered trace count says how much, so that part (with its spans at the
@@ -27,15 +28,18 @@ MAX_CLASS = 24
 """Size classes 1..MAX_CLASS; the last holds every key of 2^23 traces or more."""
 
 TAIL_KEY = "<other keys>"
-"""A group of untracked keys of any size (a built key always ends in `,` or a digit, or is
-empty, so no trace's key starts with `<`)."""
+"""A group of untracked keys of any size. Group names end in `>`, and a built key always ends
+in `,` or a digit, or is empty, so no trace's key is a group's name."""
 
 CLASS_KEYS = (
     "",
     "<other keys: 1 trace>",
-    *(f"<other keys: {1 << (size - 1)}-{(1 << size) - 1} traces>" for size in range(2, 25)),
+    *(f"<other keys: {1 << (size - 1)}-{(1 << size) - 1} traces>" for size in range(2, MAX_CLASS)),
+    f"<other keys: {1 << (MAX_CLASS - 1)}+ traces>",
 )
 """The group name of each size class (index 0 unused)."""
+
+_GROUPS = frozenset((*CLASS_KEYS[1:], TAIL_KEY))
 
 
 def size_class(traces: int) -> int:
@@ -100,7 +104,7 @@ def rates_by_class(rates: Mapping[str, int], fallback: int) -> list[int]:
 
 def is_group(key: str) -> bool:
     """Whether a planned key is a group (a class or the tail) rather than a trace's key."""
-    return key.startswith("<")
+    return key in _GROUPS
 
 
 def tail_rate(demands: Mapping[str, Demand], rates: Mapping[str, int]) -> int:

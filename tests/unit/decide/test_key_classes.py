@@ -27,6 +27,7 @@ def test_size_classes_are_powers_of_two() -> None:
     assert CLASS_KEYS[3] == "<other keys: 4-7 traces>"
     assert all(is_group(name) for name in (*CLASS_KEYS[1:], TAIL_KEY))
     assert not is_group("acme•,/checkout•,")
+    assert not is_group("<anonymous>•,")  # a customer may well be called that
 
 
 def test_untracked_keys_are_grouped_by_their_trace_counts() -> None:
