@@ -25,6 +25,11 @@ When the goal does not allow that much, it wins over the floors, and the allotme
   (shortfall "keys");
 - `PerKeyMaxShare` caps leave part of a budget that traffic could fill unused (shortfall "share").
 
+Groups. A `Demand` may stand for `keys` similar keys (the tail of a sampler that tracks only
+its `MaxKeys` heaviest keys exactly, see `heavy_keys`): its spans and traces are each member's,
+and it counts `keys` times everywhere, in the floors, the weights and the budget, so each
+member is allotted what a key of its own size would be, and gets one rate.
+
 Rates. With floors on, a key's first trace in a window is kept at rate 1 (the sampler does
 this), so the rest of its traffic is sampled at r = (spans - one trace) / (level - one trace);
 reported rates stay unbiased because the floor trace says rate 1. Rates are integers, so each
@@ -61,6 +66,8 @@ class Demand(NamedTuple):
 
     spans: float
     traces: float
+    keys: float = 1.0
+    """How many keys alike this stands for; `spans` and `traces` are each one's."""
 
     @property
     def one_trace(self) -> float:
@@ -79,8 +86,11 @@ class Allotment:
     """Kept spans per key for one window, and how the budget compared with what keys need."""
 
     levels: dict[str, float]
+    """Kept spans per key (per member of a group)."""
     caps: dict[str, float]
     """The most each key may be given: its traffic, or its PerKeyMaxShare cap."""
+    keys: float
+    """Keys the demand covers, each member of a group counted."""
     floors: bool
     """Whether each key's first trace in a window is kept at rate 1."""
     budget: float
@@ -110,11 +120,15 @@ def allot(
     """Levels for every key; `min_per_key` is in spans per window, `max_share` a fraction."""
     keys = list(demands)
     spans = [demand.spans for demand in demands.values()]
-    ones = [_one_trace(n, t) for n, t in demands.values()]
+    ones = [_one_trace(n, t) for n, t, _ in demands.values()]
+    counts = [demand.keys for demand in demands.values()]
+    if all(count == 1 for count in counts):
+        counts = []  # no groups: plain sums (`_total`)
     cap = max_share * budget if max_share < 1 else math.inf
     lows = [max(one, min(n, min_per_key)) for one, n in zip(ones, spans, strict=True)]
     highs = [min(n, max(low, cap)) for n, low in zip(spans, lows, strict=True)]
-    demand, one_trace, minimum, usable = sum(spans), sum(ones), sum(lows), sum(highs)
+    demand, one_trace = _total(spans, counts), _total(ones, counts)
+    minimum, usable = _total(lows, counts), _total(highs, counts)
     shortfall = ""
     floors = True
     new_key_rate = 1
@@ -127,7 +141,7 @@ def allot(
             weights = [math.log10(n) if n > 1 else 0.0 for n in spans]
         else:
             weights = [1.0 if n > 0 else 0.0 for n in spans]
-        levels = _water_fill(lows, highs, weights, budget)
+        levels = _water_fill(lows, highs, weights, counts, budget)
     elif one_trace <= budget:
         shortfall = SHORTFALL_MINIMUM
         part = (budget - one_trace) / (minimum - one_trace)
@@ -141,6 +155,7 @@ def allot(
     return Allotment(
         levels=dict(zip(keys, levels, strict=True)),
         caps=dict(zip(keys, highs, strict=True)),
+        keys=sum(counts) if counts else len(keys),
         floors=floors,
         budget=budget,
         demand=demand,
@@ -152,18 +167,35 @@ def allot(
     )
 
 
-def _water_fill(
-    lows: list[float], highs: list[float], weights: list[float], budget: float
-) -> list[float]:
-    """min(high, low + λ·weight) for the λ that makes them sum to `budget`.
+def _total(values: list[float], counts: list[float]) -> float:
+    """The sum over keys, each group's value counted once per member (no counts: each once)."""
+    if not counts:
+        return sum(values)
+    return sum(value * count for value, count in zip(values, counts, strict=True))
 
-    The caller guarantees sum(lows) ≤ budget < sum(highs). The sum grows linearly in λ between
-    the points where keys reach their caps, so walking those points in order finds λ exactly.
+
+def _water_fill(
+    lows: list[float],
+    highs: list[float],
+    weights: list[float],
+    counts: list[float],
+    budget: float,
+) -> list[float]:
+    """min(high, low + λ·weight) for the λ that makes them sum (× counts, if any) to `budget`.
+
+    The caller guarantees Σ count·low ≤ budget < Σ count·high. The sum grows linearly in λ
+    between the points where keys reach their caps, so walking those points in order finds λ
+    exactly.
     """
-    need = budget - sum(lows)
+    need = budget - _total(lows, counts)
+    slopes = (
+        [weight * count for weight, count in zip(weights, counts, strict=True)]
+        if counts
+        else weights
+    )
     growing = [
-        ((high - low) / weight, weight)
-        for low, high, weight in zip(lows, highs, weights, strict=True)
+        ((high - low) / weight, slope)
+        for low, high, weight, slope in zip(lows, highs, weights, slopes, strict=True)
         if weight > 0 and high > low
     ]
     growing.sort()
@@ -192,15 +224,17 @@ def sample_rates(demands: Mapping[str, Demand], allotment: Allotment) -> dict[st
     floors = allotment.floors
     rates: dict[str, int] = {}
     carry = 0.0
-    for key, (spans, traces) in sorted(demands.items(), key=_by_spans):
-        owed = levels[key] + carry
-        cap = caps[key]
+    for key, (each, traces, count) in sorted(demands.items(), key=_by_spans):
+        # A group's members all get one rate, so it is rounded as one key of their total.
+        owed = count * levels[key] + carry
+        cap = count * caps[key]
+        spans = count * each
         want = owed if owed < cap else cap  # the carry never lifts a key over its share cap
         if want >= spans or spans <= 0:
             rates[key] = 1
             carry = owed - spans
             continue
-        one = _one_trace(spans, traces) if floors else 0.0
+        one = count * _one_trace(each, traces) if floors else 0.0
         rest = spans - one
         limit = max(1, math.ceil(FLOOR_SPREAD * traces)) if floors else MAX_RATE
         if want <= one:

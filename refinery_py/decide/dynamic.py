@@ -3,8 +3,9 @@
 Each window (`ClearFrequency`, 30s by default) counts spans and traces per key. When it ends,
 those counts are taken as the next window's demand: the budget is the window's spans divided by
 `SampleRate`, shared among keys by log-scaled allotment (see `allotment`), so rare keys keep
-everything, every key keeps at least one trace, and heavy keys carry the high rates. Until the
-first window ends every trace gets `SampleRate`.
+everything, every key keeps at least one trace, and heavy keys carry the high rates. Past
+`MaxKeys` keys per window the lightest are planned as one group (see `keyed`). Until the first
+window ends every trace gets `SampleRate`.
 
 The goal is a ratio of spans (as in dynsampler, which counts every span of a trace), so spans
 that arrive after their trace was decided count in the window they arrive in like any others.
@@ -13,7 +14,8 @@ that arrive after their trace was decided count in the window they arrive in lik
 from __future__ import annotations
 
 from refinery_py.config.rules_spec import DynamicSpec
-from refinery_py.decide.allotment import Allotment, Demand
+from refinery_py.decide.allotment import Allotment
+from refinery_py.decide.heavy_keys import WindowCounts
 from refinery_py.decide.keyed import KeyedSampler
 from refinery_py.decide.trace_key import TraceKey
 
@@ -36,9 +38,9 @@ class DynamicSampler(KeyedSampler):
         )
         self._goal = spec.sample_rate
 
-    def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
-        demands = {key: Demand(spans, traces) for key, (spans, traces) in counts.items()}
-        total = sum(demand.spans for demand in demands.values())
+    def _close(self, window: WindowCounts, elapsed: float, regular: bool) -> None:
+        demands = window.demands()
+        total = sum(demand.spans * demand.keys for demand in demands.values())
         if total <= 0:
             return
         self._plan(demands, total / self._goal, log_weights=True, period=self._interval)

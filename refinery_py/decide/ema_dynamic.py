@@ -15,6 +15,7 @@ from __future__ import annotations
 from refinery_py.config.rules_spec import EMADynamicSpec
 from refinery_py.decide.allotment import Allotment
 from refinery_py.decide.ema import BurstDetector, MovingAverages
+from refinery_py.decide.heavy_keys import WindowCounts
 from refinery_py.decide.keyed import KeyedSampler
 from refinery_py.decide.trace_key import TraceKey
 
@@ -36,20 +37,23 @@ class EMADynamicSampler(KeyedSampler):
             initial_rate=spec.goal_sample_rate,
         )
         self._goal = spec.goal_sample_rate
-        self._averages = MovingAverages(spec.weight, spec.age_out_value)
+        self._averages = MovingAverages(spec.weight, spec.age_out_value, self._max_keys)
         self._bursts_detector = BurstDetector(spec.burst_multiple, spec.burst_detection_delay)
 
-    def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
+    def _close(self, window: WindowCounts, elapsed: float, regular: bool) -> None:
         averages = self._averages
         if regular:
             self._bursts_detector.intervals += 1
-        if counts:
-            averages.update(counts, self._interval / elapsed)
+        if window.counts or window.groups:
+            averages.update_window(window, self._interval / elapsed)
             demands = averages.demands()
-            total = sum(demand.spans for demand in demands.values())
+            total = sum(demand.spans * demand.keys for demand in demands.values())
             if total > 0:
                 self._plan(demands, total / self._goal, log_weights=True, period=self._interval)
         self._burst_at = self._bursts_detector.threshold(averages)
+
+    def sizes(self) -> dict[str, int]:
+        return {**super().sizes(), "averages": len(self._averages.spans)}
 
     def _skip(self, windows: int) -> None:
         self._bursts_detector.intervals += windows

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from refinery_py.config.rules_spec import EMAThroughputSpec
 from refinery_py.decide.ema import BurstDetector, MovingAverages
+from refinery_py.decide.heavy_keys import WindowCounts
 from refinery_py.decide.throughput import ThroughputSampler
 
 
@@ -30,15 +31,15 @@ class EMAThroughputSampler(ThroughputSampler):
         super().__init__(
             spec, name, interval=spec.adjustment_interval, initial_rate=spec.initial_sample_rate
         )
-        self._averages = MovingAverages(spec.weight, spec.age_out_value)
+        self._averages = MovingAverages(spec.weight, spec.age_out_value, self._max_keys)
         self._bursts_detector = BurstDetector(spec.burst_multiple, spec.burst_detection_delay)
 
-    def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
+    def _close(self, window: WindowCounts, elapsed: float, regular: bool) -> None:
         averages = self._averages
         if regular:
             self._bursts_detector.intervals += 1
-        if counts:
-            averages.update(counts, self._interval / elapsed)
+        if window.counts or window.groups:
+            averages.update_window(window, self._interval / elapsed)
             interval = self._interval
             goal = self._goal
             self._plan(
@@ -50,6 +51,9 @@ class EMAThroughputSampler(ThroughputSampler):
                 max_share=goal.max_share,
             )
         self._burst_at = self._bursts_detector.threshold(averages)
+
+    def sizes(self) -> dict[str, int]:
+        return {**super().sizes(), "averages": len(self._averages.spans)}
 
     def _skip(self, windows: int) -> None:
         self._bursts_detector.intervals += windows

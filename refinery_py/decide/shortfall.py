@@ -34,7 +34,7 @@ def explain(
         f"sampler {sampler}: goal unreachable in window {window}: "
         f"{goal} allows {goal_budget:.0f} kept spans per {period:g}s"
     )
-    keys = len(allotment.levels)
+    keys = round(allotment.keys)
     if allotment.shortfall == SHORTFALL_KEYS:
         return (
             f"{head}, but {keys} keys need {allotment.one_trace:.0f} to keep one trace each "

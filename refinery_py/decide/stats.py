@@ -62,13 +62,25 @@ class SamplerStats:
     keys: int
     """Keys with a learned rate: the key cardinality."""
     overflow_traces: int
-    """Traces whose key was new while `MaxKeys` keys were already tracked; they share one rate."""
+    """Traces counted in a window's tail: their key lost its slot among the `MaxKeys` counted
+    exactly (the tail is planned as a group of keys alike)."""
     bursts: int
     """Early recomputations triggered by burst detection (EMA samplers)."""
     correction: float
     """The factor the feedback applies to the goal's budget (1 when predictions are unbiased)."""
     top_keys: tuple[KeyRate, ...]
     goal: GoalStatus
+    window_keys: int = 0
+    """Distinct keys in the last floor window that had traffic (counted up to the sampler's
+    cap of remembered keys); 0 before one ended."""
+    window_keys_kept: int = 0
+    """How many of those kept at least one trace there."""
+
+    @property
+    def window_keys_kept_ratio(self) -> float | None:
+        """The share of the last floor window's active keys that kept a trace; None before one
+        ended."""
+        return self.window_keys_kept / self.window_keys if self.window_keys else None
 
 
 class Adaptive(Protocol):

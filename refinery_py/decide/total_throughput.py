@@ -15,7 +15,7 @@ in, so the goal is met on the spans that actually leave the node (Refinery issue
 from __future__ import annotations
 
 from refinery_py.config.rules_spec import TotalThroughputSpec
-from refinery_py.decide.allotment import Demand
+from refinery_py.decide.heavy_keys import WindowCounts
 from refinery_py.decide.throughput import ThroughputSampler
 
 
@@ -30,13 +30,14 @@ class TotalThroughputSampler(ThroughputSampler):
     def __init__(self, spec: TotalThroughputSpec, name: str) -> None:
         super().__init__(spec, name, interval=spec.clear_frequency, initial_rate=1)
 
-    def _close(self, counts: dict[str, list[int]], elapsed: float, regular: bool) -> None:
-        if not counts:
+    def _close(self, window: WindowCounts, elapsed: float, regular: bool) -> None:
+        demands = window.demands()
+        if not demands:
             return
         interval = self._interval
         goal = self._goal
         self._plan(
-            {key: Demand(spans, traces) for key, (spans, traces) in counts.items()},
+            demands,
             goal.budget(interval),
             log_weights=False,
             period=interval,

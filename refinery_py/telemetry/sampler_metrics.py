@@ -47,10 +47,13 @@ class SamplerStatsView(Protocol):
     def top_keys(self) -> Sequence[KeyRateView]: ...
     @property
     def goal(self) -> GoalView: ...
+    @property
+    def window_keys_kept_ratio(self) -> float | None: ...
 
 
 class SamplerCollector(Collector):
-    """Publishes every adaptive sampler's counts, key cardinality, top keys' rates and goal."""
+    """Publishes every adaptive sampler's counts, key cardinality, top keys' rates, the share of
+    its active keys kept per window, and its goal."""
 
     def __init__(self, stats: Callable[[], Sequence[SamplerStatsView]]) -> None:
         self._stats = stats
@@ -76,6 +79,12 @@ class SamplerCollector(Collector):
             "Current sample rate of a sampler's heaviest keys (at most 20 per sampler).",
             labels=["sampler", "key"],
         )
+        covered = GaugeMetricFamily(
+            "refinery_sampler_window_keys_kept_ratio",
+            "Share of the keys active in a sampler's last window that kept at least one trace "
+            "there (1 while every key keeps its floor; absent before a window ended).",
+            labels=["sampler"],
+        )
         unreachable = GaugeMetricFamily(
             "refinery_sampler_goal_unreachable",
             "1 when the sampler's last window could not meet its goal (see the log), else 0.",
@@ -91,8 +100,11 @@ class SamplerCollector(Collector):
             keys.add_metric([name], stats.keys)
             for key_rate in stats.top_keys:
                 rates.add_metric([name, key_rate.key], key_rate.rate)
+            ratio = stats.window_keys_kept_ratio
+            if ratio is not None:
+                covered.add_metric([name], ratio)
             unreachable.add_metric([name], 0 if stats.goal.reachable else 1)
-        yield from (traces, spans, keys, rates, unreachable)
+        yield from (traces, spans, keys, rates, covered, unreachable)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -46,3 +46,36 @@ def test_sampler_series_track_the_current_engine() -> None:
         )
     )
     assert registry.get_sample_value("refinery_sampler_keys", {"sampler": name}) is None
+
+
+DYNAMIC = """
+RulesVersion: 2
+Samplers:
+  __default__:
+    DynamicSampler:
+      SampleRate: 10
+      ClearFrequency: 10s
+      MaxKeys: 5
+      FieldList: [customer.id]
+"""
+
+
+def test_the_share_of_keys_kept_per_window() -> None:
+    engine = RulesEngine(parse_rules(DYNAMIC, "r.yaml"))
+    registry = CollectorRegistry()
+    registry.register(SamplerCollector(engine.stats))
+    ratio = {"sampler": "__default__:DynamicSampler"}
+
+    def window(start: float) -> float | None:
+        # 51 keys, ten times MaxKeys: one busy key and 50 that send one trace each.
+        for n in range(600):
+            customer = f"c{n // 12}" if n % 12 == 0 else "busy"
+            trace_id = f"{int(start) * 1000 + n:032x}"
+            engine.decide(FakeTrace([{"customer.id": customer}], trace_id=trace_id), start + n / 60)
+        return registry.get_sample_value("refinery_sampler_window_keys_kept_ratio", ratio)
+
+    assert window(1000.0) is None  # no window has ended
+    first = window(1010.0)  # the first window sampled everything at 1 in 10: few keys kept
+    assert first is not None
+    assert first < 0.5
+    assert window(1020.0) == 1.0  # planned with floors: every key kept its first trace

@@ -6,6 +6,9 @@ Poisson arrivals. Traces are dict-backed (a plain `dict` is a SpanView: `.get(fi
 span dicts and span tuples are shared between traces of the same customer, route and length, so a
 quarter of a million traces take a second to build and little memory.
 
+`generate_tenants(shape)` builds the traffic of issue 10: many customers with a few requests
+each, every customer on two of many routes, traces of 1-3 spans, one of a few services each.
+
 `run(sampler, traces, ...)` feeds every trace to a sampler in time order and measures what the
 tests assert on: overall and per-window sample rates and throughput after a warm-up, which keys
 kept nothing in a floor window, and each customer's share of the kept spans.
@@ -99,6 +102,54 @@ def generate(shape: TrafficShape) -> list[SimTrace]:
     return traces
 
 
+@dataclass(frozen=True)
+class TenantShape:
+    """Issue 10's traffic: small traces from many customers, so (customer, route) keys outnumber
+    a sampler's `MaxKeys` and most of them send one or two traces per window."""
+
+    traces_per_sec: float = 200.0
+    duration: float = 1_800.0
+    customers: int = 500
+    customer_s: float = 1.2
+    routes: int = 50
+    routes_per_customer: int = 2
+    services: int = 8
+    """Each route belongs to one service (route number modulo this); every span carries it."""
+    min_spans: int = 1
+    max_spans: int = 3
+    seed: int = 10
+    start: float = 1_790_000_000.0
+
+
+def generate_tenants(shape: TenantShape) -> list[SimTrace]:
+    """The traces of `shape`, in arrival order; a trace's customer picks one of its routes."""
+    rng = random.Random(shape.seed)
+    count = int(shape.traces_per_sec * shape.duration)
+    customers = rng.choices(
+        range(shape.customers),
+        cum_weights=zipf_cumulative(shape.customers, shape.customer_s),
+        k=count,
+    )
+    routes_of = [
+        rng.sample(range(shape.routes), shape.routes_per_customer) for _ in range(shape.customers)
+    ]
+    made: dict[tuple[int, int, int], tuple[dict[str, str], ...]] = {}
+    traces = []
+    now = shape.start
+    for customer in customers:
+        now += rng.expovariate(shape.traces_per_sec)
+        route = rng.choice(routes_of[customer])
+        length = rng.randint(shape.min_spans, shape.max_spans)
+        spans = made.get((customer, route, length))
+        if spans is None:
+            service = f"svc{route % shape.services}"
+            root = {CUSTOMER: f"c{customer:04d}", ROUTE: f"/r{route:02d}", "service.name": service}
+            child = {CUSTOMER: f"c{customer:04d}", "service.name": service}
+            spans = made[customer, route, length] = (root, *([child] * (length - 1)))
+        traces.append(SimTrace(f"{rng.getrandbits(128):032x}", spans, now, customer, route))
+    return traces
+
+
 class Decider(Protocol):
     """Anything with `decide(trace, now)`: a sampler or the rules engine."""
 
@@ -119,6 +170,9 @@ class Outcome:
     keys_without_keep: int = 0
     """(window, key) pairs where the key had traces in the window but kept none of them."""
     keys_in_windows: int = 0
+    customers_without_keep: int = 0
+    """(window, customer) pairs where the customer had traces in the window but kept none."""
+    customers_in_windows: int = 0
     window_rates: list[float] = field(default_factory=list)
     """Per measured window: seen spans / kept spans."""
     window_throughputs: list[float] = field(default_factory=list)
@@ -141,6 +195,11 @@ class Outcome:
     def kept_spans_per_sec(self) -> float:
         return self.kept_spans / self.seconds
 
+    @property
+    def customer_coverage(self) -> float:
+        """Share of (window, customer) pairs with traffic in which the customer kept a trace."""
+        return 1 - self.customers_without_keep / self.customers_in_windows
+
     def max_customer_share(self) -> float:
         return max(self.customer_kept.values()) / self.kept_spans
 
@@ -162,22 +221,26 @@ def run(
     customer_kept: dict[int, int] = defaultdict(int)
     customer_seen: dict[int, int] = defaultdict(int)
     window_keys: dict[str, bool] = {}
+    window_covered: dict[int, bool] = {}
     window_customers: dict[int, int] = defaultdict(int)
     window_seen = window_kept = 0
     current = warmup_windows
     decide = sampler.decide
 
     def close_window() -> None:
-        nonlocal window_keys, window_customers, window_seen, window_kept
+        nonlocal window_keys, window_covered, window_customers, window_seen, window_kept
         out.windows += 1
         out.keys_in_windows += len(window_keys)
         out.keys_without_keep += sum(1 for kept in window_keys.values() if not kept)
+        out.customers_in_windows += len(window_covered)
+        out.customers_without_keep += sum(1 for kept in window_covered.values() if not kept)
         out.window_rates.append(window_seen / max(1, window_kept))
         out.window_throughputs.append(window_kept / window)
         out.window_top_shares.append(
             max(window_customers.values(), default=0) / max(1, window_kept)
         )
         window_keys = {}
+        window_covered = {}
         window_customers = defaultdict(int)
         window_seen = window_kept = 0
 
@@ -202,8 +265,10 @@ def run(
             customer_kept[trace.customer] += spans
             window_customers[trace.customer] += spans
             window_keys[decision.key] = True
+            window_covered[trace.customer] = True
         else:
             window_keys.setdefault(decision.key, False)
+            window_covered.setdefault(trace.customer, False)
     close_window()
     out.seconds = to_time - from_time
     out.customer_kept = dict(customer_kept)

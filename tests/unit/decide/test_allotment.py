@@ -176,3 +176,31 @@ def test_a_zero_budget_drops_everything_it_can() -> None:
     assert allotment.shortfall == SHORTFALL_KEYS
     assert allotment.new_key_rate == MAX_RATE
     assert sample_rates(demands, allotment)["k"] == MAX_RATE
+
+
+@pytest.mark.parametrize("log_weights", [True, False])
+def test_a_group_counts_as_its_members(log_weights: bool) -> None:
+    # 40 rare keys as one group of 40 get what 40 separate keys of that size would.
+    heavy = {"heavy": Demand(100_000, 10_000), "medium": Demand(5_000, 500)}
+    alone = {**heavy, **{f"rare{i}": Demand(20, 2) for i in range(40)}}
+    grouped = {**heavy, "rare": Demand(20, 2, keys=40)}
+    budget = sum(d.spans for d in alone.values()) / 10
+    one_by_one = allot(alone, budget, log_weights=log_weights)
+    together = allot(grouped, budget, log_weights=log_weights)
+    assert together.keys == one_by_one.keys == 42
+    assert together.minimum == pytest.approx(one_by_one.minimum)
+    assert together.levels["rare"] == pytest.approx(one_by_one.levels["rare0"])
+    assert together.levels["heavy"] == pytest.approx(one_by_one.levels["heavy"])
+    rates = sample_rates(grouped, together)
+    assert sum(kept(grouped, together).values()) + 39 * kept(grouped, together)["rare"] == (
+        pytest.approx(budget, rel=0.01)
+    )
+    assert rates["heavy"] > rates["medium"] >= rates["rare"]
+
+
+def test_a_group_shares_the_floor_shortfall() -> None:
+    demands = {"group": Demand(30, 3, keys=100)}  # one trace = 10 spans, 100 keys
+    allotment = allot(demands, 500, log_weights=True)
+    assert allotment.shortfall == SHORTFALL_KEYS
+    assert allotment.one_trace == 1000
+    assert allotment.levels["group"] == pytest.approx(5)

@@ -18,7 +18,7 @@ from refinery_py.decide import (
     TotalThroughputSampler,
     keep_for_rate,
 )
-from refinery_py.decide.keyed import OVERFLOW_KEY, KeyedSampler
+from refinery_py.decide.keyed import KeyedSampler
 from refinery_py.decide.stats import TOP_KEYS
 from refinery_py.model import Decision
 
@@ -123,21 +123,34 @@ def test_quiet_spells_keep_rates_and_the_window_schedule() -> None:
     assert sampler.stats().goal.window == 8
 
 
-def test_keys_beyond_max_keys_share_one_rate() -> None:
+def test_keys_beyond_max_keys_are_planned_by_size() -> None:
     sampler = total(goal=10, clear=10.0, max_keys=3)
-    feed(sampler, 0.0, 10.0, {"a": 100, "b": 100, "c": 100, "d": 100, "e": 100})
+    mid = {f"m{i}": 40 for i in range(5)}
+    rare = {f"r{i:02d}": 1 for i in range(20)}
+    feed(sampler, 0.0, 10.0, {"a": 1000, "b": 600, "c": 400, **mid, **rare})
     sampler.decide(trace("a"), now=10.0)
     stats = sampler.stats()
-    assert stats.keys == 4  # a, b, c and the slot d and e share
-    assert stats.overflow_traces == 200
-    overflow = sampler.rate_of(OVERFLOW_KEY)
-    assert overflow > 1
-    for name in "bc":  # the window's three own slots are taken again
-        sampler.decide(trace(name), now=10.0)
-    decisions = [sampler.decide(trace("e"), now=10.001 + i * 0.001) for i in range(50)]
-    assert decisions[0].rate == 1  # the overflow slot keeps one trace per window too
-    assert {d.rate for d in decisions[1:]} == {overflow}
-    assert {d.key for d in decisions} == {"e•,"}
+    assert stats.keys == 28  # a, b and c on their own, 25 keys in two size classes
+    assert stats.overflow_traces > 0
+    top = {entry.key: entry for entry in stats.top_keys}
+    # Each heavy key's whole window is counted, the part before it won its slot back included.
+    assert [top[key].spans_per_window for key in ("a•,", "b•,", "c•,")] == [1000, 600, 400]
+    assert top["<other keys: 32-63 traces>"].spans_per_window == 40
+    assert top["<other keys: 1 trace>"].spans_per_window == 1
+    # A key outside the tracked three gets the rate of keys of its size.
+    mid_rate = sampler.rate_of("<other keys: 32-63 traces>")
+    assert 1 < mid_rate < min(sampler.rate_of(key) for key in ("a•,", "b•,", "c•,"))
+    assert {sampler.rate_of(f"{key}•,") for key in mid} == {mid_rate}
+    assert {sampler.rate_of(f"{key}•,") for key in rare} == {1}
+    # Every key, however rare, keeps its first trace in the next window.
+    for key in [*mid, *rare]:
+        decision = sampler.decide(trace(key), now=10.5)
+        assert (decision.keep, decision.rate) == (True, 1)
+    assert sampler.decide(trace("m0"), now=10.6).rate == mid_rate
+    # A key not seen last window is as rare as its traces so far say.
+    rates = [sampler.decide(trace("new"), now=10.7).rate for _ in range(40)]
+    assert rates[:31] == [1] * 31
+    assert set(rates[31:]) == {mid_rate}  # its 32nd trace makes it a 32-63 traces key
 
 
 def test_late_spans_count_toward_their_key() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from refinery_py.config.rules_spec import (
@@ -15,6 +17,7 @@ from refinery_py.decide import (
     TotalThroughputSampler,
     WindowedThroughputSampler,
 )
+from refinery_py.decide.key_classes import TAIL_KEY
 from refinery_py.decide.throughput import ThroughputGoal, ThroughputOptions
 
 from .test_keyed import feed, trace
@@ -155,12 +158,32 @@ def test_windowed_forgets_after_a_quiet_lookback() -> None:
     assert sampler.rate_of("a•,") == 1  # one quiet trace in a 1s lookback
 
 
+def test_windowed_feedback_measures_whole_lookbacks() -> None:
+    # Rates move every 1s bucket, but the feedback compares kept spans with the goal over a
+    # whole lookback: one bucket's handful of kept traces is too noisy to learn from.
+    sampler = windowed(
+        goal_throughput_per_sec=10, update_frequency=Seconds(1.0), lookback_frequency=Seconds(5.0)
+    )
+    corrections = []
+    for second in range(30):
+        feed(sampler, float(second), second + 1.0, {"a": 40 + 30 * (second % 2), "b": 20})
+        corrections.append(sampler.stats().correction)
+    changes = [i for i in range(10, 30) if corrections[i] != corrections[i - 1]]
+    assert len(changes) == 4
+    assert [b - a for a, b in itertools.pairwise(changes)] == [5, 5, 5]
+
+
 def test_windowed_max_keys_covers_the_lookback() -> None:
     sampler = windowed(goal_throughput_per_sec=10, update_frequency=1.0, max_keys=2)
-    feed(sampler, 0.0, 1.0, {"a": 10, "b": 10})
-    feed(sampler, 1.0, 2.0, {"c": 10})  # a and b still fill the lookback
+    feed(sampler, 0.0, 1.0, {"a": 300, "b": 200})
+    feed(sampler, 1.0, 2.0, {"c": 100})
     sampler.decide(trace("a"), now=2.0)
-    assert sampler.stats().overflow_traces == 10
+    # Three keys in the lookback: the two heaviest are planned on their own, c as the rest.
+    stats = sampler.stats()
+    assert stats.keys == 3
+    assert {entry.key for entry in stats.top_keys} == {"a•,", "b•,", TAIL_KEY}
+    assert sampler.rate_of("c•,") == sampler.rate_of(TAIL_KEY) > 1
+    assert sampler.sizes()["lookback sums"] == 3
 
 
 def test_minimum_floors_that_do_not_fit_are_reported() -> None:
