@@ -45,8 +45,9 @@ DEFAULT_TARGET = "__default__"
 _MAX_KEYS: dict[str, Any] = {
     "key": "MaxKeys",
     "doc": (
-        "Cap on distinct keys counted per window; 0 means 500. Traces of further keys share "
-        "one rate."
+        "Keys tracked exactly per window; 0 means 500. The heaviest are tracked; rarer keys "
+        "are planned by size class from their own small counts, and each still keeps its first "
+        "trace per window, up to 20 × MaxKeys distinct keys."
     ),
     "default": 0,
     "minimum": 0,
