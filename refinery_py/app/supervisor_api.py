@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
@@ -115,10 +114,12 @@ class SupervisorApi:
 
     async def _metrics(self, _: web.Request) -> web.Response:
         workers = range(self._supervisor.workers)
+        scrapes = self._supervisor.worker_metrics
+        lives = [scrapes.life(i) for i in workers]
         texts = await asyncio.gather(*(self._client.metrics(i) for i in workers))
         families: dict[str, Metric] = {}
         for worker, text in enumerate(texts):
-            for family in text_string_to_metric_families(text):
+            for family in scrapes.seen(worker, text, lives[worker]):
                 relabeled = [
                     Sample(s.name, {**s.labels, "worker": str(worker)}, s.value, s.timestamp)
                     for s in family.samples

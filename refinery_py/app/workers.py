@@ -40,6 +40,7 @@ from refinery_py.app.ports import PortReservations
 from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
 from refinery_py.app.supervisor_api import SupervisorApi
 from refinery_py.app.worker_client import WorkerClient
+from refinery_py.app.worker_metrics import WorkerMetrics
 from refinery_py.app.worker_process import DRAIN_TIMEOUT, run_worker
 from refinery_py.cluster.membership import ClusterView
 from refinery_py.config.addresses import HostPort
@@ -55,6 +56,8 @@ START_TIMEOUT = 60.0
 EXIT_TIMEOUT = 120.0
 """Seconds workers get to decide, flush and exit once told to finish."""
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+SCRAPE_INTERVAL = 2.0
+"""Seconds between the supervisor's own scrapes of its workers (see `worker_metrics`)."""
 
 
 # ---- the supervisor -----------------------------------------------------------------------
@@ -98,6 +101,14 @@ class Supervisor:
         self.processes: list[BaseProcess | None] = [None] * workers
         self.restarts = 0
         self.stopping = False
+        self.worker_metrics = WorkerMetrics(workers)
+        self.lost_spans = prometheus_client.Counter(
+            "refinery_worker_lost_spans",
+            "Spans estimated lost with a worker process that died (from its last scrape), by "
+            "where they were: buffered, export_queue, store_queue, forward_queue.",
+            ["where"],
+            registry=self.registry,
+        )
 
     def _reserve_each(self, address: str | None) -> tuple[str, ...]:
         """Worker i's own port (address's port + i, or any free one for port 0), held now."""
@@ -175,6 +186,16 @@ class Supervisor:
             await asyncio.sleep(0.1)
         return False
 
+    async def scrape(self) -> None:
+        """Keep a recent scrape of every worker (what it counted and held), for when it dies."""
+        while not self.stopping:
+            live = self.live()
+            lives = [self.worker_metrics.life(i) for i in live]
+            texts = await asyncio.gather(*(self.client.metrics(i) for i in live))
+            for index, text, life in zip(live, texts, lives, strict=True):
+                self.worker_metrics.seen(index, text, life)
+            await asyncio.sleep(SCRAPE_INTERVAL)
+
     async def watch(self) -> None:
         """Restart workers that exit while the node is serving."""
         failures = [0] * len(self.processes)
@@ -184,11 +205,19 @@ class Supervisor:
                 if self.stopping or process is None or process.is_alive():
                     continue
                 delay = RESTART_BACKOFF[min(failures[index], len(RESTART_BACKOFF) - 1)]
+                loss = self.worker_metrics.died(index)
+                for where, spans in loss.spans.items():
+                    if spans:
+                        self.lost_spans.labels(where).inc(spans)
                 log.error(
-                    "worker %d exited with code %s; its buffered traces are lost; "
-                    "restarting in %gs",
+                    "worker %d exited with code %s; about %d spans died with it (%d traces "
+                    "buffered, %s; as of %.1fs before); restarting in %gs",
                     index,
                     process.exitcode,
+                    loss.total,
+                    loss.traces,
+                    ", ".join(f"{int(v)} {k.replace('_', ' ')}" for k, v in loss.spans.items()),
+                    loss.age,
                     delay,
                 )
                 failures[index] += 1
@@ -315,10 +344,12 @@ async def _run(supervisor: Supervisor) -> int:
     log_outputs(settings, supervisor.rules)
     api.serving = True
     watcher = asyncio.create_task(supervisor.watch(), name="worker-watcher")
+    scraper = asyncio.create_task(supervisor.scrape(), name="worker-scraper")
     await stop.wait()
     api.serving = False
     code = await supervisor.stop()
     watcher.cancel()
+    scraper.cancel()
     if supervisor.agent is not None:
         await supervisor.agent.stop()
     await api.stop()

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until, write_config
@@ -65,11 +66,18 @@ def test_spans_of_a_trace_meet_at_their_owner(tmp_path: Path) -> None:
             assert roots[0].attributes["meta.span_count"] == 5  # decided whole, not in pieces
 
 
-def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
+def test_a_worker_that_dies_is_restarted_and_what_it_held_is_counted(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(KEEP_ALL)
-    config = write_config(tmp_path, None)
-    with RefineryProcess(config, rules, extra_args=["--workers", "2"]) as node:
+    config = write_config(tmp_path, None, send_delay="60s", trace_timeout="120s")
+    with RefineryProcess(config, rules, workers=2) as node:
+        address = node.http_endpoint.removeprefix("http://").removesuffix("/v1/traces")
+        for n in range(1, 101):  # 100 traces of 3 spans, held for a minute
+            body = request(*(span(n, k, None if k == 1 else 1) for k in range(1, 4)))
+            assert post(address, body.SerializeToString()) == 200
+        wait_until(lambda: node.metric("refinery_spans_waiting") == 300, what="300 held")
+        time.sleep(2.5)  # the supervisor's own scrape (every 2 s) has seen them
+        received = node.metric("refinery_spans_received_total")
         children = subprocess.run(
             ["pgrep", "-P", str(node.process.pid)], capture_output=True, text=True, check=True
         )
@@ -78,9 +86,16 @@ def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGKILL)
         wait_until(lambda: node.metric("refinery_worker_restarts") == 1, what="restart")
+        # Counters never go backwards, also while the dead worker is being replaced.
+        for _ in range(10):
+            assert node.metric("refinery_spans_received_total") == received
+            time.sleep(0.05)
         wait_until(lambda: node.get("/ready")[0] == 200, what="ready again")
-        assert any("worker" in line and "exited with code -9" in line for line in node.log)
-        address = node.http_endpoint.removeprefix("http://").removesuffix("/v1/traces")
+        assert node.metric("refinery_spans_received_total") == received
+        lost = node.metric("refinery_worker_lost_spans_total", where="buffered")
+        assert 0 < lost < 300  # the dead worker's share of what was held
+        assert node.metric("refinery_spans_waiting") == 300 - lost
+        assert any("exited with code -9" in line and "spans died" in line for line in node.log)
         assert post(address, request(span(7, 1)).SerializeToString()) == 200
         assert node.terminate() == 0
 
