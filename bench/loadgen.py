@@ -31,6 +31,8 @@ from bench.payloads import load as load_payloads
 BURST_SECONDS = 1.0
 MAX_RETRY_WAIT = 5.0
 PAUSE_TIMEOUT = 60.0
+MAX_FAILURES = 100
+"""Failed attempts (not refusals) at one request before it is given up (about 5 s)."""
 
 
 @dataclass
@@ -207,6 +209,7 @@ class _Sender:
             epoch, index = claimed
             body = epoch_tag(epoch).join(self.requests[index])
             self.pacer.wait(self.spans[index])
+            failures = 0
             while not self.stopping:
                 sent = time.monotonic()
                 outcome = client.post(body)
@@ -214,8 +217,16 @@ class _Sender:
                 if outcome.accepted:
                     break
                 if not outcome.rejected:
-                    time.sleep(0.05)  # a failing server must not turn into a busy loop
-                    break
+                    # A connection that failed (a server going away, say) is retried on a fresh
+                    # one, to the current target, as an SDK's exporter would; a server that keeps
+                    # failing is given up on after a while, without a busy loop.
+                    failures += 1
+                    if failures > MAX_FAILURES:
+                        break
+                    time.sleep(0.05)
+                    client.close()
+                    client, generation = self.client(), self.generation
+                    continue
                 time.sleep(min(outcome.retry_after, MAX_RETRY_WAIT))
             with self.lock:
                 self.in_flight -= 1

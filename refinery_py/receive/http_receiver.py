@@ -67,6 +67,7 @@ class HttpReceiver:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._in_flight = 0
+        self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -110,6 +111,7 @@ class HttpReceiver:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        self._stopping = True
         for site in runner.sites:
             await site.stop()
         with contextlib.suppress(TimeoutError):
@@ -120,7 +122,12 @@ class HttpReceiver:
         self._in_flight += 1
         self._idle.clear()
         try:
-            return await self._answer(request)
+            response = await self._answer(request)
+            if self._stopping:
+                # Tell keep-alive clients not to send another request on this connection: it
+                # closes once the requests in flight are answered.
+                response.force_close()
+            return response
         finally:
             self._in_flight -= 1
             if not self._in_flight:
