@@ -69,6 +69,11 @@ class SamplerStats:
     """The factor the feedback applies to the goal's budget (1 when predictions are unbiased)."""
     top_keys: tuple[KeyRate, ...]
     goal: GoalStatus
+    goal_sample_rate: float = 0.0
+    """The average sample rate a dynamic sampler aims at; 0 for a throughput sampler."""
+    goal_spans_per_sec: float = 0.0
+    """Kept spans per second a throughput sampler aims at in this process (its share of the
+    goal when workers or nodes share it); 0 for a dynamic sampler."""
 
 
 class Adaptive(Protocol):
