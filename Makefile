@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PEER := bench/peers/bin/otelcol-bench
+JAEGER := bench/peers/bin/jaeger
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers clean docs
+.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers jaeger prometheus clean docs
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery_py needs Python 3.11+"'
@@ -15,11 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 ## make run: install into .venv and start `refinery-py serve` on the built-in defaults
+##   (CONFIG=FILE starts it with that config file)
 run: $(STAMP)
-	$(BIN)/refinery-py serve
+	$(BIN)/refinery-py serve $(if $(CONFIG),--config $(CONFIG))
 
-## make test: every quality gate and the whole test suite (builds the real peers the tests run)
-test: $(STAMP) $(PEER) lint typecheck
+## make test: every quality gate and the whole test suite (builds or installs the real peers the
+## tests run: the Collector, Jaeger, Prometheus)
+test: $(STAMP) peers prometheus lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -48,11 +52,34 @@ bench: $(STAMP) $(PEER)
 bench-quick: $(STAMP) $(PEER)
 	$(BIN)/python -m bench.run --quick
 
-## make peers: build the Collector the benchmark compares against (Go, modules pinned in bench/peers)
-peers: $(PEER)
+## make peers: build the Collector (the benchmark's rival; runs collector/) and Jaeger, side by side
+## (Go, modules pinned in bench/peers and bench/peers/jaeger; a cold build takes minutes)
+peers:
+	@$(MAKE) --no-print-directory -s -j2 $(PEER) $(JAEGER)
 
 $(PEER): bench/peers/main.go bench/peers/go.mod bench/peers/go.sum
+	@echo "building the OpenTelemetry Collector (bench/peers) from the Go module proxy"
 	cd bench/peers && go build -trimpath -o bin/otelcol-bench .
+
+## make jaeger: build Jaeger v2 (in-memory tracing backend, OTLP in, query API) into bench/peers/bin
+jaeger: $(JAEGER)
+
+$(JAEGER): bench/peers/jaeger/go.mod bench/peers/jaeger/go.sum
+	@echo "building Jaeger (bench/peers/jaeger) from the Go module proxy"
+	cd bench/peers/jaeger && go build -trimpath -o ../bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+
+# Debian's prometheus package brings prometheus and promtool. The tests start their own
+# Prometheus on a free port with its own data directory; the packaged service is stopped and
+# disabled so it does not sit on :9090.
+prometheus:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  echo "installing Debian's prometheus package (the tests run prometheus and promtool)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus >/dev/null && \
+	  { $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || \
+	    $(SUDO) service prometheus stop >/dev/null 2>&1 || true; }; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache refinery-data
