@@ -36,12 +36,26 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def port_open(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=1):
+        return True
+
+
 def require(path: Path | str, how: str) -> str:
     """The executable at `path` (or on PATH); fail, saying `how` to get it, when it is missing."""
     found = shutil.which(str(path))
     if found is None:
         raise AssertionError(f"{path} is missing: {how}")
     return found
+
+
+def http_status(url: str, timeout: float = 10) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def http_json(url: str, data: bytes | None = None, timeout: float = 10) -> tuple[int, Any]:
@@ -102,12 +116,16 @@ class PeerProcess:
                 )
             time.sleep(0.1)
 
-    def wait_for_port(self, port: int, timeout: float = 60) -> None:
-        def listening() -> bool:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
+    def started(self, condition: Callable[[], bool], what: str) -> None:
+        """Wait for start-up; if it never comes, stop the process before failing."""
+        try:
+            self.wait_until(condition, what)
+        except BaseException:
+            self.stop()
+            raise
 
-        self.wait_until(listening, f"{self.name} to listen on {port}", timeout)
+    def wait_for_port(self, address: str) -> None:
+        self.started(lambda: port_open(address), f"{self.name} to listen on {address}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -157,8 +175,8 @@ class Jaeger(PeerProcess):
             "JAEGER_QUERY_GRPC": f"127.0.0.1:{free_port()}",
         }
         super().__init__("jaeger", [binary, "--config", str(JAEGER_CONFIG)], log_dir, env)
-        self.wait_until(lambda: http_json(self.query + "/api/services")[0] == 200, "Jaeger's API")
-        self.wait_for_port(int(self.otlp_grpc.rsplit(":", 1)[1]))
+        self.started(lambda: http_status(self.query + "/api/services") == 200, "Jaeger's API")
+        self.started(lambda: port_open(self.otlp_grpc), "Jaeger's OTLP receiver")
 
     def trace(self, trace_id: str) -> tuple[int, Any]:
         """`GET /api/v3/traces/{id}`: the trace as OTLP JSON (200), or 404."""
@@ -183,7 +201,7 @@ class Prometheus(PeerProcess):
             ],
             directory,
         )
-        self.wait_until(lambda: http_json(self.url + "/-/ready")[0] == 200, "Prometheus ready")
+        self.started(lambda: http_status(self.url + "/-/ready") == 200, "Prometheus ready")
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query's result vector (empty when it returns no data)."""

@@ -51,7 +51,7 @@ def start_collector(
         "REFINERY_NODES": "[" + ", ".join(node.grpc_endpoint for node in nodes) + "]",
     }
     process = collector(config, log_dir, env, name=f"otelcol-{config.stem}")
-    process.wait_for_port(int(listen.rsplit(":", 1)[1]))
+    process.wait_for_port(listen)
     return process, listen
 
 
