@@ -59,14 +59,15 @@ peers:
 
 $(PEER): bench/peers/main.go bench/peers/go.mod bench/peers/go.sum
 	@echo "building the OpenTelemetry Collector (bench/peers) from the Go module proxy"
-	cd bench/peers && go build -trimpath -o bin/otelcol-bench .
+	cd bench/peers && go build -trimpath -ldflags="-s -w" -o bin/otelcol-bench .
 
 ## make jaeger: build Jaeger v2 (in-memory tracing backend, OTLP in, query API) into bench/peers/bin
 jaeger: $(JAEGER)
 
 $(JAEGER): bench/peers/jaeger/go.mod bench/peers/jaeger/go.sum
 	@echo "building Jaeger (bench/peers/jaeger) from the Go module proxy"
-	cd bench/peers/jaeger && go build -trimpath -o ../bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+	cd bench/peers/jaeger && go build -trimpath -ldflags="-s -w" -o ../bin/jaeger \
+	  github.com/jaegertracing/jaeger/cmd/jaeger
 
 # Debian's prometheus package brings prometheus and promtool. The tests start their own
 # Prometheus on a free port with its own data directory; the packaged service is stopped and
