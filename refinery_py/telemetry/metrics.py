@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from refinery_py import __version__
+from refinery_py.model import SendReason
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 3, 5, 10, 30, 60, 120)
 _LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
@@ -237,3 +238,21 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+
+        self._born_at_zero()
+
+    def _born_at_zero(self) -> None:
+        """Create the series of every label value known in advance, at 0.
+
+        A series that first appears with its first event already counted gives rate() and
+        increase() nothing for that event, so a rare one (an ejection, a late span, a rejected
+        reload) would never show on a dashboard or trip an alert.
+        """
+        for decision in ("kept", "dropped"):
+            self.spans_decided.labels(decision)
+            self.late_spans.labels(decision)
+            for reason in SendReason:
+                if reason is not SendReason.LATE_SPAN:  # late spans are not decisions
+                    self.traces_decided.labels(decision, reason.value)
+        for outcome in ("applied", "rejected", "unchanged"):
+            self.rules_reloads.labels(outcome)
