@@ -58,7 +58,7 @@ def start_collector(
 def send_interleaved(endpoint: str) -> list[str]:
     """TRACES traces of SPANS_PER_TRACE spans; each export request carries one span of every
     trace, so a trace's spans reach the Collector in SPANS_PER_TRACE different requests."""
-    with tracer_provider("grpc", endpoint, service="checkout") as provider:
+    with tracer_provider("grpc", endpoint, service="checkout", seed=7) as provider:
         tracer = provider.get_tracer("e2e")
         roots = [
             tracer.start_span(f"GET /orders/{n}", kind=trace_api.SpanKind.SERVER)

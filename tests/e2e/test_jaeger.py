@@ -63,7 +63,7 @@ def jaeger_spans(body: Any) -> list[dict[str, Any]]:
 def send_traces(endpoint: str) -> dict[str, str]:
     """Thirty traces of four spans each through the SDK; returns {trace_id: kind}."""
     kinds: dict[str, str] = {}
-    with tracer_provider("grpc", endpoint, service="checkout") as provider:
+    with tracer_provider("grpc", endpoint, service="checkout", seed=7) as provider:
         tracer = provider.get_tracer("e2e")
         for n in range(30):
             kind = "error" if n % 5 == 0 else "health" if n % 5 == 1 else "plain"
