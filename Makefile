@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PEER := bench/peers/bin/otelcol-bench
+JAEGER := bench/peers/bin/jaeger
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers clean docs system-deps
+.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers jaeger system-deps clean docs
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery_py needs Python 3.11+"'
@@ -15,39 +17,15 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 ## make run: install into .venv and start `refinery-py serve` on the built-in defaults
+##   (CONFIG=FILE starts it with that config file)
 run: $(STAMP)
-	$(BIN)/refinery-py serve
+	$(BIN)/refinery-py serve $(if $(CONFIG),--config $(CONFIG))
 
-## make test: every quality gate and the whole test suite (builds the real peers the tests run,
-## installs the Debian packages of the real servers they start)
-test: $(STAMP) $(PEER) system-deps lint typecheck
+## make test: every quality gate and the whole test suite (builds or installs the real servers the
+## tests run: the Collector and Jaeger from the Go module proxy, Redis and Prometheus from Debian)
+test: $(STAMP) peers system-deps lint typecheck
 	$(BIN)/python -m pytest
 
-# Servers the tests run for real, as command:debian-package; apt-get installs what is missing.
-SYSTEM_DEPS := redis-server:redis-server
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-
-system-deps:
-	@missing=""; for dep in $(SYSTEM_DEPS); do \
-	  command -v "$${dep%%:*}" >/dev/null 2>&1 || missing="$$missing $${dep#*:}"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (apt-get)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
-
-lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-
-typecheck: $(STAMP)
-	$(BIN)/mypy
-
-unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit
-
-## make docs: regenerate the reference docs in docs/ from the code
 docs: $(STAMP)
 	$(BIN)/python -m refinery_py.config.reference docs
 
@@ -63,11 +41,42 @@ bench: $(STAMP) $(PEER)
 bench-quick: $(STAMP) $(PEER)
 	$(BIN)/python -m bench.run --quick
 
-## make peers: build the Collector the benchmark compares against (Go, modules pinned in bench/peers)
-peers: $(PEER)
+## make peers: build the Collector (the benchmark's rival; runs collector/) and Jaeger, side by side
+## (Go, modules pinned in bench/peers and bench/peers/jaeger; a cold build takes minutes)
+peers:
+	@$(MAKE) --no-print-directory -s -j2 $(PEER) $(JAEGER)
 
 $(PEER): bench/peers/main.go bench/peers/go.mod bench/peers/go.sum
-	cd bench/peers && go build -trimpath -o bin/otelcol-bench .
+	@echo "building the OpenTelemetry Collector (bench/peers) from the Go module proxy"
+	cd bench/peers && go build -trimpath -ldflags="-s -w" -o bin/otelcol-bench .
+
+## make jaeger: build Jaeger v2 (in-memory tracing backend, OTLP in, query API) into bench/peers/bin
+jaeger: $(JAEGER)
+
+$(JAEGER): bench/peers/jaeger/go.mod bench/peers/jaeger/go.sum
+	@echo "building Jaeger (bench/peers/jaeger) from the Go module proxy"
+	cd bench/peers/jaeger && go build -trimpath -ldflags="-s -w" -o ../bin/jaeger \
+	  github.com/jaegertracing/jaeger/cmd/jaeger
+
+# Servers the tests run for real, from Debian, as command:package; apt-get installs what is
+# missing. The tests start their own instances on free ports (Redis on a Unix socket) with their
+# own data directories; packaged services are stopped and disabled so they sit on no port.
+SYSTEM_DEPS := redis-server:redis-server prometheus:prometheus promtool:prometheus
+
+system-deps:
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  command -v "$${dep%%:*}" >/dev/null 2>&1 || missing="$$missing $${dep#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get; the tests run them)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $$missing >/dev/null && \
+	  for service in redis-server prometheus; do \
+	    $(SUDO) systemctl disable --now $$service >/dev/null 2>&1 || \
+	    $(SUDO) service $$service stop >/dev/null 2>&1 || true; \
+	  done; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache refinery-data

@@ -317,7 +317,7 @@ def main() -> None:
         stop_all([single])
 
         ports = [free_port() for _ in range(3)]
-        peers = {"peers": [f"127.0.0.1:{p}" for p in ports]}
+        peers = {"peers": [f"127.0.0.1:{p}" for p in ports], "secret": "bench-secret"}
         members = [
             Node(settings, args.rules, f"member-{i}", peers, peer_port=p)
             for i, p in enumerate(ports)

@@ -109,6 +109,7 @@ class Pipeline:
         self.metrics = metrics
         self.customer_fields = tuple(customer_fields)
         self.max_memory = max_memory
+        metrics.buffer_budget_bytes.set(max_memory)
         self.clock = clock
         self.tick = tick
         self.max_lag = max_lag
@@ -436,6 +437,7 @@ class Pipeline:
         self.decisions.record(trace.trace_id, decision, reason, now)
         label = "kept" if decision.keep else "dropped"
         self.metrics.traces_decided.labels(label, reason.value).inc()
+        self.metrics.traces_decided_by_reason.labels(label, decision.reason).inc()
         self.metrics.spans_decided.labels(label).inc(len(trace.spans))
         if trace.root_index >= 0:
             self.metrics.decision_delay.observe(max(0.0, now - trace.root_seen))
@@ -504,6 +506,7 @@ class Pipeline:
                 await asyncio.wait_for(self._stopping.wait(), self.tick)
             self.lag = max(0.0, loop.time() - scheduled)
             self.metrics.decision_lag.set(self.lag)
+            self.metrics.decision_tick_lag.observe(self.lag)
             self.decide_due()
 
     async def shutdown(self, flush_timeout: float) -> None:

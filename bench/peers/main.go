@@ -1,7 +1,12 @@
-// Command otelcol-bench is a minimal OpenTelemetry Collector for refinery_py's benchmark: the
-// OTLP receiver, the contrib tail_sampling processor, the batch processor and the OTLP exporter,
-// nothing else. It is what `ocb` (the collector builder) would generate for that component list;
-// every module comes from the Go module proxy at the versions pinned in go.mod.
+// Command otelcol-bench is a minimal OpenTelemetry Collector for refinery_py's benchmark and for
+// the configs in collector/: the OTLP receiver, the contrib tail_sampling processor (the
+// benchmark's rival), the batch processor, the OTLP exporter and the contrib load_balancing
+// exporter (the trace-ID routing tier in front of several nodes), nothing else. It is what `ocb`
+// (the collector builder) would generate for that component list; every module comes from the Go
+// module proxy at the versions pinned in go.mod.
+//
+// The load_balancing exporter imports the AWS Cloud Map SDK for its aws_cloud_map resolver; the
+// proxy serves only v1.40.2 of that module, so go.mod replaces the version contrib asks for.
 //
 //	make peers   # builds bench/peers/bin/otelcol-bench
 //	bench/peers/bin/otelcol-bench --config FILE
@@ -10,6 +15,7 @@ package main
 import (
 	"log"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/loadbalancingexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
@@ -44,6 +50,7 @@ func components() (otelcol.Factories, error) {
 	}
 	factories.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](
 		otlpexporter.NewFactory(),
+		loadbalancingexporter.NewFactory(),
 	)
 	return factories, err
 }
@@ -52,7 +59,7 @@ func main() {
 	settings := otelcol.CollectorSettings{
 		BuildInfo: component.BuildInfo{
 			Command:     "otelcol-bench",
-			Description: "OTLP receiver + tail_sampling + batch + OTLP exporter, for refinery_py's benchmark",
+			Description: "OTLP receiver + tail_sampling + batch + OTLP and load_balancing exporters, for refinery_py",
 			Version:     version,
 		},
 		Factories: components,

@@ -65,5 +65,8 @@ class EMADynamicSampler(KeyedSampler):
     def _goal_text(self) -> str:
         return f"GoalSampleRate {self._goal}"
 
+    def _goal_numbers(self) -> tuple[float, float]:
+        return float(self._goal), 0.0
+
     def _achievable(self, kept_spans: float, allotment: Allotment) -> str:
         return f"an average rate of {allotment.demand / kept_spans:.1f}"

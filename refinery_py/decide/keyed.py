@@ -380,9 +380,14 @@ class KeyedSampler:
         """What keeping `kept_spans` per period means in the goal's own unit."""
         raise NotImplementedError
 
+    def _goal_numbers(self) -> tuple[float, float]:
+        """The goal as (average sample rate, kept spans/s); the one that does not apply is 0."""
+        raise NotImplementedError
+
     # ---- reporting --------------------------------------------------------------------------
 
     def stats(self) -> SamplerStats:
+        goal_sample_rate, goal_spans_per_sec = self._goal_numbers()
         return SamplerStats(
             sampler=self.name,
             kind=self.kind,
@@ -399,6 +404,8 @@ class KeyedSampler:
             correction=self._feedback.correction,
             top_keys=self._top,
             goal=self._status,
+            goal_sample_rate=goal_sample_rate,
+            goal_spans_per_sec=goal_spans_per_sec,
         )
 
     def take_goal_reports(self) -> list[GoalStatus]:

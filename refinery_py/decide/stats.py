@@ -82,6 +82,12 @@ class SamplerStats:
         ended."""
         return self.window_keys_kept / self.window_keys if self.window_keys else None
 
+    goal_sample_rate: float = 0.0
+    """The average sample rate a dynamic sampler aims at; 0 for a throughput sampler."""
+    goal_spans_per_sec: float = 0.0
+    """Kept spans per second a throughput sampler aims at in this process (its share of the
+    goal when workers or nodes share it); 0 for a dynamic sampler."""
+
 
 class Adaptive(Protocol):
     """A sampler that learns from traffic: what the engine needs besides `Sampler`."""

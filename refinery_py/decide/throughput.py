@@ -140,5 +140,8 @@ class ThroughputSampler(KeyedSampler):
     def _goal_text(self) -> str:
         return self._goal.text()
 
+    def _goal_numbers(self) -> tuple[float, float]:
+        return 0.0, self._goal.per_second
+
     def _achievable(self, kept_spans: float, allotment: Allotment) -> str:
         return self._goal.achievable(kept_spans, self._period)

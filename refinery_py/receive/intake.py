@@ -87,6 +87,12 @@ class Intake:
         self._spans_received = {door: metrics.spans_received.labels(door) for door in doors}
         self._request_bytes = {door: metrics.request_bytes.labels(door) for door in doors}
         self._rejected_spans = metrics.spans_rejected.labels(INVALID_ID)
+        # Every refusal's series exists from the start at 0: a series that first appears with a
+        # refusal already counted gives rate() nothing, so that refusal would be missed by the
+        # dashboards and by an alert on overload.
+        for door in (*doors, HTTP):
+            for refusal in Refusal:
+                metrics.requests_rejected.labels(door, refusal.value)
 
     def take(self, body: bytes, encoding: Encoding, protocol: str) -> Receipt:
         """Decode `body` and offer its spans to the pipeline; never raises for bad input."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from refinery_py import __version__
+from refinery_py.model import SendReason
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 3, 5, 10, 30, 60, 120)
+_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 
 
 class Metrics:
@@ -64,6 +66,12 @@ class Metrics:
             "Estimated memory held by buffered spans (wire bytes plus bookkeeping).",
             registry=r,
         )
+        self.buffer_budget_bytes = Gauge(
+            "refinery_buffer_budget_bytes",
+            "The memory budget for buffered spans (traces.max_memory, this process's share): "
+            "above it the largest traces are decided early (trace_send_ejected_memsize).",
+            registry=r,
+        )
         self.late_spans = Counter(
             "refinery_late_spans",
             "Spans that arrived after their trace was decided, by what happened to them.",
@@ -88,6 +96,13 @@ class Metrics:
             ["decision", "send_reason"],
             registry=r,
         )
+        self.traces_decided_by_reason = Counter(
+            "refinery_traces_decided_by_reason",
+            "Traces decided, by decision (kept/dropped) and reason: the rule or sampler that "
+            "decided, as in meta.refinery.reason (bounded by the rules file).",
+            ["decision", "reason"],
+            registry=r,
+        )
         self.spans_decided = Counter(
             "refinery_spans_decided",
             "Spans in decided traces, by decision (kept/dropped).",
@@ -97,6 +112,13 @@ class Metrics:
         self.decision_lag = Gauge(
             "refinery_decision_lag_seconds",
             "How late the last decision tick ran: above 1 s, new requests are refused (429).",
+            registry=r,
+        )
+        self.decision_tick_lag = Histogram(
+            "refinery_decision_tick_lag_seconds",
+            "How late each decision tick ran. Unlike the gauge, which the next tick overwrites "
+            "20 times a second, every tick over the 1 s limit is counted here.",
+            buckets=_LAG_BUCKETS,
             registry=r,
         )
         self.decision_delay = Histogram(
@@ -291,6 +313,24 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+
+        self._born_at_zero()
+
+    def _born_at_zero(self) -> None:
+        """Create the series of every label value known in advance, at 0.
+
+        A series that first appears with its first event already counted gives rate() and
+        increase() nothing for that event, so a rare one (an ejection, a late span, a rejected
+        reload) would never show on a dashboard or trip an alert.
+        """
+        for decision in ("kept", "dropped"):
+            self.spans_decided.labels(decision)
+            self.late_spans.labels(decision)
+            for reason in SendReason:
+                if reason is not SendReason.LATE_SPAN:  # late spans are not decisions
+                    self.traces_decided.labels(decision, reason.value)
+        for outcome in ("applied", "rejected", "unchanged"):
+            self.rules_reloads.labels(outcome)
 
 
 class MembershipMetrics:

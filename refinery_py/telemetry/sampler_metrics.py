@@ -49,6 +49,10 @@ class SamplerStatsView(Protocol):
     def goal(self) -> GoalView: ...
     @property
     def window_keys_kept_ratio(self) -> float | None: ...
+    @property
+    def goal_sample_rate(self) -> float: ...
+    @property
+    def goal_spans_per_sec(self) -> float: ...
 
 
 class SamplerCollector(Collector):
@@ -90,6 +94,17 @@ class SamplerCollector(Collector):
             "1 when the sampler's last window could not meet its goal (see the log), else 0.",
             labels=["sampler"],
         )
+        goal_rate = GaugeMetricFamily(
+            "refinery_sampler_goal_sample_rate",
+            "The average sample rate a dynamic sampler aims at (GoalSampleRate / SampleRate).",
+            labels=["sampler"],
+        )
+        goal_throughput = GaugeMetricFamily(
+            "refinery_sampler_goal_spans_per_second",
+            "Kept spans per second a throughput sampler aims at in this process "
+            "(GoalThroughputPerSec, divided among the workers and nodes that share it).",
+            labels=["sampler"],
+        )
         for stats in self._stats():
             name = stats.sampler
             traces.add_metric([name, "kept"], stats.kept_traces)
@@ -104,7 +119,11 @@ class SamplerCollector(Collector):
             if ratio is not None:
                 covered.add_metric([name], ratio)
             unreachable.add_metric([name], 0 if stats.goal.reachable else 1)
-        yield from (traces, spans, keys, rates, covered, unreachable)
+            if stats.goal_sample_rate:
+                goal_rate.add_metric([name], stats.goal_sample_rate)
+            if stats.goal_spans_per_sec:
+                goal_throughput.add_metric([name], stats.goal_spans_per_sec)
+        yield from (traces, spans, keys, rates, covered, unreachable, goal_rate, goal_throughput)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -121,6 +121,12 @@ def test_traces_are_decided_after_send_delay_and_only_kept_ones_exported() -> No
         )
         == 1
     )
+    by_reason = "refinery_traces_decided_by_reason_total"
+    assert value(metrics, by_reason, decision="kept", reason="rules/trace/keep errors") == 1
+    assert value(metrics, by_reason, decision="dropped", reason="rules/trace/drop the rest") == 1
+    assert value(metrics, "refinery_buffer_budget_bytes") == 1 << 30
+    ejected = {"decision": "kept", "send_reason": "trace_send_ejected_memsize"}
+    assert metrics.registry.get_sample_value("refinery_traces_decided_total", ejected) == 0
     assert value(metrics, "refinery_spans_waiting") == 0
 
 

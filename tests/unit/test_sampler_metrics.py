@@ -37,6 +37,11 @@ def test_sampler_series_track_the_current_engine() -> None:
     assert kept + dropped == 200
     assert registry.get_sample_value("refinery_sampler_keys", {"sampler": name}) == 3
     assert registry.get_sample_value("refinery_sampler_goal_unreachable", {"sampler": name}) == 0
+    assert registry.get_sample_value("refinery_sampler_goal_sample_rate", {"sampler": name}) == 2
+    assert (
+        registry.get_sample_value("refinery_sampler_goal_spans_per_second", {"sampler": name})
+        is None
+    )
     engines.append(
         RulesEngine(
             parse_rules(
@@ -79,3 +84,22 @@ def test_the_share_of_keys_kept_per_window() -> None:
     assert first is not None
     assert first < 0.5
     assert window(1020.0) == 1.0  # planned with floors: every key kept its first trace
+
+
+def test_a_throughput_sampler_publishes_its_share_of_the_goal() -> None:
+    rules = """
+RulesVersion: 2
+Samplers:
+  __default__:
+    EMAThroughputSampler:
+      GoalThroughputPerSec: 100
+      FieldList: [customer.id]
+"""
+    engine = RulesEngine(parse_rules(rules, "r.yaml"))
+    engine.set_cluster_size(1, workers=4)
+    registry = CollectorRegistry()
+    registry.register(SamplerCollector(engine.stats))
+    name = "__default__:EMAThroughputSampler"
+    goal = registry.get_sample_value("refinery_sampler_goal_spans_per_second", {"sampler": name})
+    assert goal == 25
+    assert registry.get_sample_value("refinery_sampler_goal_sample_rate", {"sampler": name}) is None

@@ -153,6 +153,15 @@ async def test_overload_is_429_with_retry_after(
     await still_serves(client, sink)
 
 
+def test_every_refusal_is_counted_from_zero(intake: Intake, metrics: Metrics) -> None:
+    # Present before the first refusal, so a rate() (and the backpressure alert) sees that one.
+    for protocol in ("grpc", "http_protobuf", "http_json", "http"):
+        for reason in ("malformed", "too_large", "unsupported_media_type", "overloaded"):
+            labels = {"protocol": protocol, "reason": reason}
+            value = metrics.registry.get_sample_value("refinery_requests_rejected_total", labels)
+            assert value == 0, labels  # None: no series yet
+
+
 async def test_json_with_hex_ids_decodes_like_protobuf(client: Client, sink: FakeSink) -> None:
     message = request(span(0xABC, 0x1), span(0xABC, 0x2, 0x1), span(0xDEF, 0x3, 0x9))
     protobuf = message.SerializeToString()

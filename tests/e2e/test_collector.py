@@ -1,0 +1,155 @@
+"""Every config in collector/ runs in the real Collector, with traces flowing through it.
+
+The Collector is the one `make peers` builds (bench/peers: the otlp receiver, batch, the otlp_grpc
+and load_balancing exporters). Each file is run as shipped, its addresses set through the
+environment variables it documents; the traces come from the OpenTelemetry SDK, go through the
+Collector to refinery_py and on to a recording backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace as trace_api
+
+from tests.e2e.harness import REPO, RecordingBackend, RefineryProcess, wait_until
+from tests.e2e.peers import PeerProcess, collector, free_port
+from tests.e2e.sdk import trace_id_of, tracer_provider
+
+KEEP_ALL = (
+    "RulesVersion: 2\nSamplers:\n  __default__:\n    DeterministicSampler:\n      SampleRate: 1\n"
+)
+SPANS_PER_TRACE = 5
+TRACES = 40
+
+
+def node_config(directory: Path, backend: RecordingBackend) -> Path:
+    directory.mkdir()
+    (directory / "rules.yaml").write_text(KEEP_ALL)
+    config = directory / "refinery.yaml"
+    config.write_text(
+        "listen:\n  otlp_grpc: 127.0.0.1:0\n  otlp_http: 127.0.0.1:0\n  api: 127.0.0.1:0\n"
+        "rules_file: rules.yaml\n"
+        "traces:\n  send_delay: 300ms\n  trace_timeout: 10s\nstore:\n  path: null\n"
+        f"export:\n  otlp:\n    endpoint: {backend.endpoint}\n    protocol: grpc\n"
+    )
+    return config
+
+
+def start_collector(
+    config: Path, log_dir: Path, nodes: list[RefineryProcess]
+) -> tuple[PeerProcess, str]:
+    """The Collector running `config`, listening on a free port; returns it and that address."""
+    listen = f"127.0.0.1:{free_port()}"
+    env = {
+        "OTLP_GRPC_LISTEN": listen,
+        "OTLP_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "REFINERY_ENDPOINT": nodes[0].grpc_endpoint,
+        "REFINERY_NODES": "[" + ", ".join(node.grpc_endpoint for node in nodes) + "]",
+    }
+    process = collector(config, log_dir, env, name=f"otelcol-{config.stem}")
+    process.wait_for_port(listen)
+    return process, listen
+
+
+def send_interleaved(endpoint: str) -> list[str]:
+    """TRACES traces of SPANS_PER_TRACE spans; each export request carries one span of every
+    trace, so a trace's spans reach the Collector in SPANS_PER_TRACE different requests."""
+    with tracer_provider("grpc", endpoint, service="checkout", seed=7) as provider:
+        tracer = provider.get_tracer("e2e")
+        roots = [
+            tracer.start_span(f"GET /orders/{n}", kind=trace_api.SpanKind.SERVER)
+            for n in range(TRACES)
+        ]
+        for child in range(SPANS_PER_TRACE - 1):
+            for root in roots:
+                context = trace_api.set_span_in_context(root)
+                tracer.start_span(f"SELECT {child}", context=context).end()
+            provider.force_flush()
+        for root in roots:
+            root.end()
+        provider.force_flush()
+    return [trace_id_of(root) for root in roots]
+
+
+def assert_delivered_whole(backend: RecordingBackend, trace_ids: list[str]) -> None:
+    wait_until(
+        lambda: (
+            sum(len(spans) for spans in backend.by_trace().values()) == TRACES * SPANS_PER_TRACE
+        ),
+        timeout=60,
+        what="every span at the backend",
+    )
+    received = backend.by_trace()
+    assert set(received) == set(trace_ids)
+    for spans in received.values():
+        assert len(spans) == SPANS_PER_TRACE
+        (root,) = [s for s in spans if not s.span.parent_span_id]
+        assert root.attributes["meta.span_count"] == SPANS_PER_TRACE, "decided whole, at once"
+        for span in spans:
+            assert span.attributes["SampleRate"] == 1
+            assert span.attributes["meta.refinery.reason"] == "deterministic/always"
+
+
+def agent(tmp_path: Path, config: Path) -> None:
+    """agent.yaml: SDK → Collector → one refinery_py node → backend."""
+    with RecordingBackend() as backend:
+        node_config(tmp_path / "node", backend)
+        with RefineryProcess(
+            tmp_path / "node" / "refinery.yaml", extra_args=["--workers", "1"]
+        ) as node:
+            process, listen = start_collector(config, tmp_path, [node])
+            with process:
+                trace_ids = send_interleaved(listen)
+                assert_delivered_whole(backend, trace_ids)
+            assert node.metric("refinery_spans_received_total", protocol="grpc") == (
+                TRACES * SPANS_PER_TRACE
+            )
+
+
+def load_balancing(tmp_path: Path, config: Path) -> None:
+    """load-balancing.yaml: SDK → Collector → two independent nodes, each trace to one of them."""
+    with RecordingBackend() as backend:
+        node_config(tmp_path / "node-a", backend)
+        node_config(tmp_path / "node-b", backend)
+        with (
+            RefineryProcess(
+                tmp_path / "node-a" / "refinery.yaml", extra_args=["--workers", "1"]
+            ) as node_a,
+            RefineryProcess(
+                tmp_path / "node-b" / "refinery.yaml", extra_args=["--workers", "1"]
+            ) as node_b,
+        ):
+            process, listen = start_collector(config, tmp_path, [node_a, node_b])
+            with process:
+                trace_ids = send_interleaved(listen)
+                assert_delivered_whole(backend, trace_ids)
+            decided_on: dict[str, list[str]] = {}
+            for name, node in (("a", node_a), ("b", node_b)):
+                for trace_id in trace_ids:
+                    status, body = node.get(f"/api/v1/traces/{trace_id}")
+                    if status == 200 and json.loads(body)["decision"] is not None:
+                        decided_on.setdefault(trace_id, []).append(name)
+            assert all(len(decided_on.get(t, [])) == 1 for t in trace_ids), decided_on
+            per_node = [sum(on == [name] for on in decided_on.values()) for name in "ab"]
+            assert min(per_node) > 0, f"every trace went to one node: {per_node}"
+            for node in (node_a, node_b):
+                decided = node.metric("refinery_traces_decided_total")
+                assert node.metric("refinery_spans_decided_total") == decided * SPANS_PER_TRACE
+
+
+SCENARIOS: dict[str, Callable[[Path, Path], None]] = {
+    "agent.yaml": agent,
+    "load-balancing.yaml": load_balancing,
+}
+CONFIGS = sorted((REPO / "collector").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_collector_config_carries_traces_to_refinery_and_on(tmp_path: Path, config: Path) -> None:
+    scenario = SCENARIOS.get(config.name)
+    assert scenario is not None, f"collector/{config.name} has no scenario in this test: add one"
+    scenario(tmp_path, config)
