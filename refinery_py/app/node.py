@@ -49,6 +49,7 @@ from refinery_py.receive import GrpcReceiver, HttpReceiver, Intake
 from refinery_py.receive.recorder import Recorder
 from refinery_py.store import StoreExporter, StoreReader
 from refinery_py.telemetry import Metrics
+from refinery_py.telemetry.metrics import MembershipMetrics
 from refinery_py.telemetry.sampler_metrics import SamplerCollector
 
 log = logging.getLogger("refinery_py")
@@ -144,6 +145,10 @@ class Node:
         self.queries = QueryHandlers(self.store_reader, self.pipeline.decisions.get)
         self.peer_door = None if self.forwarder is None else self._peer_door(max_request)
         self.controller: ClusterController | None = None
+        if workers == 1:
+            # The process that runs the membership reports it (a supervisor does, for workers).
+            membership = MembershipMetrics(self.metrics.registry)
+            membership.members.set(1)
         if role.cluster is not None and workers == 1:
             # A node of one process runs its membership itself; a supervisor does it for its
             # workers and tells them each new view.
@@ -152,7 +157,7 @@ class Node:
                 self_node=role.cluster.node,
                 source_name=settings.cluster.source,
                 on_view=self.apply_view,
-                metrics=self.metrics.membership,
+                metrics=membership,
             )
         self.rules_sync: RulesSync | None = None
         if self.controller is not None and settings.cluster.redis is not None:

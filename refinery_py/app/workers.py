@@ -48,6 +48,7 @@ from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.decide.sampler import UnsupportedSampler
 from refinery_py.model.addresses import join_host_port, split_host_port
+from refinery_py.telemetry.metrics import MembershipMetrics
 
 log = logging.getLogger("refinery_py")
 
@@ -88,7 +89,9 @@ class Supervisor:
         self.client = WorkerClient(self.private_dir, workers)
         self.registry = prometheus_client.CollectorRegistry()
         self.agent: ClusterAgent | None = None
-        if self.cluster is not None:
+        if self.cluster is None:
+            MembershipMetrics(self.registry).members.set(1)  # a node on its own
+        else:
             self.agent = ClusterAgent(
                 settings,
                 self.cluster,

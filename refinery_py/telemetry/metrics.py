@@ -304,8 +304,6 @@ class Metrics:
             ["direction"],
             registry=r,
         )
-        self.membership = MembershipMetrics(r)
-
         # rules
         self.rules_reloads = Counter(
             "refinery_rules_reload",
