@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from opentelemetry import trace as trace_api
 
+from tests.cluster_support import free_ports
 from tests.e2e.harness import REPO, RecordingBackend, RefineryProcess, wait_until
 from tests.e2e.peers import PeerProcess, collector, free_port
 from tests.e2e.sdk import trace_id_of, tracer_provider
@@ -26,13 +27,16 @@ SPANS_PER_TRACE = 5
 TRACES = 40
 
 
-def node_config(directory: Path, backend: RecordingBackend) -> Path:
+def node_config(directory: Path, backend: RecordingBackend, per_worker: int | None = None) -> Path:
+    """A node's config; `per_worker`: the first of its workers' own OTLP/gRPC ports."""
     directory.mkdir()
     (directory / "rules.yaml").write_text(KEEP_ALL)
     config = directory / "refinery.yaml"
+    owned = f"  otlp_grpc_per_worker: 127.0.0.1:{per_worker}\n" if per_worker else ""
     config.write_text(
         "listen:\n  otlp_grpc: 127.0.0.1:0\n  otlp_http: 127.0.0.1:0\n  api: 127.0.0.1:0\n"
-        "rules_file: rules.yaml\n"
+        + owned
+        + "rules_file: rules.yaml\n"
         "traces:\n  send_delay: 300ms\n  trace_timeout: 10s\nstore:\n  path: null\n"
         f"export:\n  otlp:\n    endpoint: {backend.endpoint}\n    protocol: grpc\n"
     )
@@ -40,15 +44,17 @@ def node_config(directory: Path, backend: RecordingBackend) -> Path:
 
 
 def start_collector(
-    config: Path, log_dir: Path, nodes: list[RefineryProcess]
+    config: Path, log_dir: Path, nodes: list[RefineryProcess], backends: list[str] | None = None
 ) -> tuple[PeerProcess, str]:
-    """The Collector running `config`, listening on a free port; returns it and that address."""
+    """The Collector running `config`, listening on a free port; returns it and that address.
+    `backends` (default: every node's OTLP/gRPC address) are the load-balancing tier's."""
     listen = f"127.0.0.1:{free_port()}"
+    backends = backends or [node.grpc_endpoint for node in nodes]
     env = {
         "OTLP_GRPC_LISTEN": listen,
         "OTLP_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
         "REFINERY_ENDPOINT": nodes[0].grpc_endpoint,
-        "REFINERY_NODES": "[" + ", ".join(node.grpc_endpoint for node in nodes) + "]",
+        "REFINERY_NODES": "[" + ", ".join(backends) + "]",
     }
     process = collector(config, log_dir, env, name=f"otelcol-{config.stem}")
     process.wait_for_port(listen)
@@ -111,19 +117,18 @@ def agent(tmp_path: Path, config: Path) -> None:
 
 
 def load_balancing(tmp_path: Path, config: Path) -> None:
-    """load-balancing.yaml: SDK → Collector → two independent nodes, each trace to one of them."""
+    """load-balancing.yaml: SDK → Collector → the own ports of two nodes' two workers each: every
+    trace to one worker, decided whole there, and no span forwarded between processes."""
+    first_ports = [free_ports(2), free_ports(2)]  # worker i of a node listens on port + i
     with RecordingBackend() as backend:
-        node_config(tmp_path / "node-a", backend)
-        node_config(tmp_path / "node-b", backend)
+        node_config(tmp_path / "node-a", backend, per_worker=first_ports[0])
+        node_config(tmp_path / "node-b", backend, per_worker=first_ports[1])
         with (
-            RefineryProcess(
-                tmp_path / "node-a" / "refinery.yaml", extra_args=["--workers", "1"]
-            ) as node_a,
-            RefineryProcess(
-                tmp_path / "node-b" / "refinery.yaml", extra_args=["--workers", "1"]
-            ) as node_b,
+            RefineryProcess(tmp_path / "node-a" / "refinery.yaml", workers=2) as node_a,
+            RefineryProcess(tmp_path / "node-b" / "refinery.yaml", workers=2) as node_b,
         ):
-            process, listen = start_collector(config, tmp_path, [node_a, node_b])
+            workers = [f"127.0.0.1:{p + i}" for p in first_ports for i in range(2)]
+            process, listen = start_collector(config, tmp_path, [node_a, node_b], workers)
             with process:
                 trace_ids = send_interleaved(listen)
                 assert_delivered_whole(backend, trace_ids)
@@ -139,6 +144,10 @@ def load_balancing(tmp_path: Path, config: Path) -> None:
             for node in (node_a, node_b):
                 decided = node.metric("refinery_traces_decided_total")
                 assert node.metric("refinery_spans_decided_total") == decided * SPANS_PER_TRACE
+                # The tier routed each trace to a worker's own port: nothing crossed processes.
+                assert node.metric("refinery_cluster_spans_total", direction="sent") == 0
+                for worker in ("0", "1"):
+                    assert node.metric("refinery_traces_decided_total", worker=worker) > 0
 
 
 SCENARIOS: dict[str, Callable[[Path, Path], None]] = {
