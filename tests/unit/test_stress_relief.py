@@ -83,7 +83,7 @@ def test_relief_decides_new_traces_on_arrival_and_their_later_spans_follow() -> 
     clock.now += 1.0
     pipeline.lag = 5.0
     pipeline.decide_due()
-    assert pipeline.stress is not None and pipeline.stress.active
+    assert pipeline.relief is not None and pipeline.relief.active
     assert metrics.stress_relief_active._value.get() == 1
     pipeline.lag = 5.0  # still behind: a relieving node takes requests instead of refusing
     for trace in range(1, 201):
@@ -99,7 +99,7 @@ def test_relief_decides_new_traces_on_arrival_and_their_later_spans_follow() -> 
         pipeline.lag = 0.0
         clock.now += 1.0
         pipeline.decide_due()
-    assert not pipeline.stress.active
+    assert not pipeline.relief.active
     before = len(exporter.traces)
     first_kept = min(kept)
     send(pipeline, first_kept, 1, root=True)

@@ -1,0 +1,320 @@
+"""The pipeline proper: intake, decisions, export, the ticker and shutdown (see the package)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from refinery_py.assemble import Arrivals, BufferedTrace, DecisionCache, TraceBuffer
+from refinery_py.assemble.buffer import LateSpans
+from refinery_py.cluster.forwarding import Forwarder
+from refinery_py.cluster.ownership import Placement
+from refinery_py.model import (
+    ACCEPTED,
+    Admission,
+    Decision,
+    ExportBacklog,
+    Handoff,
+    KeptTrace,
+    SendReason,
+    SpanBatch,
+    TraceExporter,
+    TraceView,
+)
+from refinery_py.otlp.customer import customer_of
+from refinery_py.otlp.frame import encode_kept_trace
+from refinery_py.otlp.span_view import WireTrace
+from refinery_py.pipeline.admission import backlog_refusal, lag_refusal
+from refinery_py.pipeline.membership import Membership
+from refinery_py.pipeline.relief import Relief, StressRelief
+from refinery_py.telemetry import Metrics
+
+log = logging.getLogger("refinery_py.pipeline")
+
+DECIDE_ERROR_REASON = "decide_error"
+"""Reason on traces kept because deciding them raised: refinery_py fails open, never drops."""
+
+
+class Decider(Protocol):
+    """The rules engine as the pipeline uses it."""
+
+    def decide(self, trace: TraceView, now: float) -> Decision: ...
+
+    def count_late(self, decision: Decision, span_count: int, now: float) -> None:
+        """Let the sampler that made `decision` count spans that arrived after it."""
+        ...
+
+    def take_goal_reports(self) -> Sequence[GoalReport]:
+        """Windows that ended with a sampler's goal out of reach, once each."""
+        ...
+
+
+class GoalReport(Protocol):
+    @property
+    def message(self) -> str: ...
+
+
+class Pipeline:
+    """Buffer → decide → export, driven by `accept` (receivers) and `run` (the ticker).
+
+    With a `forwarder` the process is one of several members (workers of a node, nodes of a
+    cluster) and routes spans by owner (`membership`); with `backlogs` admission refuses before
+    an export queue would overflow (`admission`); with a `relief`, sustained overload is met by
+    deciding on arrival (`relief`).
+    """
+
+    def __init__(
+        self,
+        *,
+        buffer: TraceBuffer,
+        decider: Decider,
+        exporters: Sequence[TraceExporter],
+        metrics: Metrics,
+        customer_fields: Sequence[str],
+        max_memory: int,
+        clock: Callable[[], float] = time.time,
+        tick: float = 0.05,
+        max_lag: float = 1.0,
+        dry_run: bool = False,
+        forwarder: Forwarder | None = None,
+        backlogs: Sequence[ExportBacklog] = (),
+        relief: Relief | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self.decider = decider
+        self.exporters = list(exporters)
+        self.metrics = metrics
+        self.customer_fields = tuple(customer_fields)
+        self.max_memory = max_memory
+        metrics.buffer_budget_bytes.set(max_memory)
+        self.clock = clock
+        self.tick = tick
+        self.max_lag = max_lag
+        self.dry_run = dry_run
+        """Export every trace, marked with what the rules decided, instead of dropping any."""
+        self.membership = Membership(self, forwarder) if forwarder is not None else None
+        """Routing by owner when this process shares the traces with other workers or nodes."""
+        self.backlogs = tuple(backlogs)
+        """Export queues that must not overflow: admission refuses before they would."""
+        self.relief = StressRelief(self, relief) if relief is not None else None
+        self.lag = 0.0
+        """How late the last tick ran: the sign of an event loop that cannot keep up."""
+        self.kept_share = 1.0
+        """The share of decided bytes that is kept (a moving average; 1 until measured)."""
+        self._tick_decided = 0
+        self._tick_kept = 0
+        self._stopping = asyncio.Event()
+        self._last_error_log = 0.0
+
+    @property
+    def decisions(self) -> DecisionCache:
+        return self.buffer.decisions
+
+    @property
+    def forwarder(self) -> Forwarder | None:
+        return self.membership.forwarder if self.membership is not None else None
+
+    # ---- intake -------------------------------------------------------------------------
+
+    def accept(self, batch: SpanBatch, protocol: str) -> Admission:
+        """Buffer a batch from a front door, or refuse all of it when the node is overloaded.
+
+        With a forwarder, spans of traces another worker or node owns are queued for it first;
+        if its queue has no room the whole batch is refused (the sender retries).
+        """
+        return self._take(batch, hops=0)
+
+    def accept_owned(self, batch: SpanBatch, protocol: str) -> Admission:
+        """Buffer a batch that a trace-ID-routing front sent to this very worker: it is ours
+        whatever the placement says, so nothing is forwarded."""
+        refusal = self._refusal()
+        if refusal is not None:
+            return refusal
+        if batch.spans:
+            self.buffer_batch(batch, self.clock())
+        return ACCEPTED
+
+    def accept_forwarded(self, batch: SpanBatch, hops: int) -> Admission:
+        """Spans another member forwarded: ours are buffered, others passed on (see Forwarder)."""
+        return self._take(batch, hops)
+
+    def _take(self, batch: SpanBatch, hops: int) -> Admission:
+        refusal = self._refusal()
+        if refusal is not None:
+            return refusal
+        if self.membership is not None:
+            routed = self.membership.route(batch, hops)
+            if isinstance(routed, Admission):
+                return routed
+            batch = routed
+        if batch.spans:
+            self.buffer_batch(batch, self.clock())
+        return ACCEPTED
+
+    def adopt(self, handoff: Handoff, hops: int) -> Admission:
+        """Traces and decisions handed over by their previous owner. Never refused: the cluster
+        already holds these spans, and refusing would only keep them where they do not belong."""
+        if self.membership is not None:
+            return self.membership.adopt(handoff, hops)
+        return ACCEPTED
+
+    def adopt_leftovers(self, handoff: Handoff) -> None:
+        """Keep what could not reach its owner before shutdown: it is decided here."""
+        if handoff and self.membership is not None:
+            self.membership.adopt_here(handoff, self.clock())
+
+    def set_placement(self, placement: Placement) -> None:
+        """Owners changed: hand what this worker no longer owns to the new owners."""
+        if self.membership is not None:
+            self.membership.set_placement(placement)
+            self._publish_gauges()
+
+    def _refusal(self) -> Admission | None:
+        relieving = self.relief is not None and self.relief.active
+        if not relieving:
+            refusal = lag_refusal(self.lag, self.max_lag)
+            if refusal is not None:
+                return refusal
+        if self.backlogs:
+            return backlog_refusal(self.backlogs, self.buffer.memory, self.kept_share)
+        return None
+
+    def buffer_batch(self, batch: SpanBatch, now: float) -> None:
+        """Buffer a batch this worker owns (or, under stress relief, decide it on arrival)."""
+        if self.relief is not None and self.relief.active:
+            self.relief.relieve(batch, now)
+            return
+        self.settle(self.buffer.add(batch, now), now)
+
+    def settle(self, arrivals: Arrivals, now: float) -> None:
+        """What adding spans produced: late spans follow their decision, traces over the span
+        limit are decided now, and memory over the budget decides the largest traces early."""
+        for trace_id, late in arrivals.late.items():
+            self.forward_late(trace_id, late, now)
+        for trace in arrivals.over_limit:
+            self._decide(trace, now)
+        if self.buffer.memory > self.max_memory:
+            # Decide the largest traces early rather than refuse: they are the likeliest to be
+            # complete anyway, and ingest keeps flowing. Free a margin so this is not per-batch.
+            for trace in self.buffer.eject(int(self.max_memory * 0.9)):
+                if self.relief is not None:
+                    self.relief.ejected += 1
+                self._decide(trace, now)
+
+    def forward_late(self, trace_id: bytes, late: LateSpans, now: float) -> None:
+        """Spans of a decided trace: exported with its decision if it was kept."""
+        decision = late.decided.decision
+        # Throughput goals count what leaves, late spans included (Refinery #1567).
+        self.decider.count_late(decision, len(late.spans), now)
+        if not decision.keep and not self.dry_run:
+            self.metrics.late_spans.labels("dropped").inc(len(late.spans))
+            return
+        self.metrics.late_spans.labels("kept" if decision.keep else "dropped").inc(len(late.spans))
+        self.export(
+            WireTrace(trace_id, late.spans, late.origins, -1), decision, SendReason.LATE_SPAN
+        )
+
+    # ---- decisions ----------------------------------------------------------------------
+
+    def _decide(self, trace: BufferedTrace, now: float) -> None:
+        view = WireTrace(trace.trace_id, trace.spans, trace.origins, trace.root_index)
+        try:
+            decision = self.decider.decide(view, now)
+        except Exception:
+            # A sampler bug must not lose data: keep the trace and say why.
+            decision = Decision(True, 1, DECIDE_ERROR_REASON)
+            if now - self._last_error_log > 10:
+                self._last_error_log = now
+                log.exception("deciding trace %s failed; keeping it", view.trace_id)
+        reason = trace.reason
+        size = sum(map(len, trace.spans))
+        self._tick_decided += size
+        if decision.keep or self.dry_run:
+            self._tick_kept += size
+        self.decisions.record(trace.trace_id, decision, reason, now)
+        label = "kept" if decision.keep else "dropped"
+        self.metrics.traces_decided.labels(label, reason.value).inc()
+        self.metrics.traces_decided_by_reason.labels(label, decision.reason).inc()
+        self.metrics.spans_decided.labels(label).inc(len(trace.spans))
+        if trace.root_index >= 0:
+            self.metrics.decision_delay.observe(max(0.0, now - trace.root_seen))
+        if decision.keep or self.dry_run:
+            self.export(view, decision, reason)
+
+    def export(self, trace: WireTrace, decision: Decision, reason: SendReason) -> None:
+        """Encode once and offer to every exporter (in dry-run mode, dropped traces too)."""
+        if not self.exporters:
+            return
+        payload = encode_kept_trace(
+            trace.raw_spans,
+            trace.origins,
+            trace.root_index,
+            decision,
+            reason.value,
+            dry_run=self.dry_run,
+        )
+        if self.dry_run:
+            # Everything leaves at its incoming rate, so stores and backends count it once.
+            decision = Decision(True, 1, decision.reason, decision.key)
+        kept = KeptTrace(
+            trace.raw_trace_id,
+            payload,
+            len(trace.raw_spans),
+            decision,
+            reason,
+            customer_of(trace, self.customer_fields),
+        )
+        for exporter in self.exporters:
+            exporter.offer(kept)
+
+    def decide_due(self) -> None:
+        """Decide every trace whose deadline has passed, and expire old decisions."""
+        now = self.clock()
+        for trace in self.buffer.due(now):
+            self._decide(trace, now)
+        if self.relief is not None:
+            self.relief.observe(now)
+        if self._tick_decided:
+            share = self._tick_kept / self._tick_decided
+            self.kept_share = 0.8 * self.kept_share + 0.2 * share
+            self._tick_decided = self._tick_kept = 0
+        self.decisions.expire(now)
+        if self.membership is not None:
+            self.membership.tick(now)
+        for report in self.decider.take_goal_reports():
+            log.warning("%s", report.message)
+        self._publish_gauges()
+
+    def _publish_gauges(self) -> None:
+        metrics = self.metrics
+        metrics.spans_waiting.set(self.buffer.span_count)
+        metrics.traces_waiting.set(len(self.buffer.traces))
+        metrics.buffer_bytes.set(self.buffer.memory)
+        metrics.decision_cache_entries.set(len(self.decisions))
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Decide due traces every `tick` seconds until `shutdown` is called."""
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            scheduled = loop.time() + self.tick
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.tick)
+            self.lag = max(0.0, loop.time() - scheduled)
+            self.metrics.decision_lag.set(self.lag)
+            self.metrics.decision_tick_lag.observe(self.lag)
+            self.decide_due()
+
+    async def shutdown(self, flush_timeout: float) -> None:
+        """Decide every buffered trace (`trace_send_shutdown`) and flush the exporters."""
+        self._stopping.set()
+        now = self.clock()
+        for trace in self.buffer.drain(SendReason.SHUTDOWN):
+            self._decide(trace, now)
+        self._publish_gauges()
+        await asyncio.gather(*(exporter.close(flush_timeout) for exporter in self.exporters))
