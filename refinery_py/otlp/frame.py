@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 
 from refinery_py.model import Decision, Origin
 from refinery_py.otlp.span_view import locate_span_attribute
-from refinery_py.otlp.values import decode_any_value
 from refinery_py.otlp.wire import LEN, encode_varint, iter_fields
 
 _RESOURCE_SPANS_TAG = b"\x0a"  # ExportTraceServiceRequest field 1
@@ -73,11 +72,9 @@ def take_incoming_rate(raw: bytes) -> tuple[bytes, int | None]:
     for key in INCOMING_RATE_KEYS:
         found = locate_span_attribute(raw, key)
         while found is not None:
-            field_start, value_start, value_end = found
-            value = decode_any_value(raw, value_start, value_end)
             if rate is None:
-                rate = _as_rate(value)
-            raw = raw[:field_start] + raw[value_end:]
+                rate = _as_rate(found.value())
+            raw = raw[: found.field_start] + raw[found.field_end :]
             found = locate_span_attribute(raw, key)
     return raw, rate
 
@@ -102,7 +99,7 @@ def _strip_output_attributes(raw: bytes) -> bytes:
     for key in _OUTPUT_KEYS:
         found = locate_span_attribute(raw, key)
         while found is not None:
-            raw = raw[: found[0]] + raw[found[2] :]
+            raw = raw[: found.field_start] + raw[found.field_end :]
             found = locate_span_attribute(raw, key)
     return raw
 

@@ -1,23 +1,33 @@
 """Read named fields from buffered span bytes, on demand: the span view samplers see.
 
 Nothing is decoded until a rule asks. A span attribute is found by searching the span's bytes for
-the encoded key (a C-speed substring search) and checking that the hit really is a top-level
-attribute, so the common "this span doesn't have that field" answer costs well under a
-microsecond. Intrinsic fields (name, status, duration, ...) parse the span once with upb.
-Resource and scope attributes are decoded once per distinct resource/scope and cached on the
-shared `Origin`.
+the encoded key (a C-speed substring search) and checking that the hit really is the key of a
+top-level attribute, whatever order the writer put the fields in, so the common "this span doesn't
+have that field" answer costs well under a microsecond. Intrinsic fields (name, status, duration,
+...) parse the span once with upb. Resource and scope attributes are decoded once per distinct
+resource/scope and cached on the shared `Origin`.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from refinery_py.model import FieldValue, Origin
 from refinery_py.otlp.values import attributes_to_fields, decode_any_value
-from refinery_py.otlp.wire import FIXED64, LEN, VARINT, encode_varint, read_varint, skip_field
+from refinery_py.otlp.wire import (
+    FIXED64,
+    LEN,
+    VARINT,
+    encode_varint,
+    iter_fields,
+    read_varint,
+    skip_field,
+)
 
 _KIND_NAMES = {
     Span.SPAN_KIND_UNSPECIFIED: "unspecified",
@@ -66,34 +76,52 @@ def _signature(key: str) -> bytes:
     return signature
 
 
+class Attribute(NamedTuple):
+    """Where one top-level span attribute sits, and its value.
+
+    `raw[field_start:field_end]` is the whole attribute field (tag, length, KeyValue), what an
+    edit removes. The value is the encoded AnyValue `buf[value_start:value_end]`: `buf` is the
+    span's bytes, except for a KeyValue holding several value fields, whose merge (protobuf
+    concatenates them) is a new bytes object.
+    """
+
+    field_start: int
+    field_end: int
+    buf: bytes
+    value_start: int
+    value_end: int
+
+    def value(self) -> FieldValue | None:
+        """The decoded value (None for an empty one)."""
+        return decode_any_value(self.buf, self.value_start, self.value_end)
+
+
 class AttributeIndex:
     """Where a span's top-level attributes start and end, learned by walking its fields lazily.
 
     The walk is what makes a substring hit trustworthy: an attribute's encoded key can also occur
     inside a string value (a URL path is attacker-controlled), inside an event's or a link's
-    attributes, or inside another attribute's value; only a hit at the start of a top-level
-    KeyValue is real. Fields are skipped by their lengths, never decoded, and only as far as the
-    furthest hit asked about: instrumentations put the attributes rules care about (route,
-    customer) early, so most lookups walk a fraction of the span.
+    attributes, or inside another attribute's value; only a hit that is the key field of a
+    top-level KeyValue is real. Fields are skipped by their lengths, never decoded, and only as
+    far as the furthest hit asked about: instrumentations put the attributes rules care about
+    (route, customer) early, so most lookups walk a fraction of the span. The walk takes the
+    span's fields in whatever order they were written.
     """
 
-    __slots__ = ("_starts", "_walked", "raw")
+    __slots__ = ("_by_start", "_ends", "_field_starts", "_starts", "_walked", "raw")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        self._starts: dict[int, int] = {}
-        """KeyValue start offset → end offset, for the attributes walked past so far."""
+        self._by_start: dict[int, int] = {}
+        """KeyValue start offset → its position in the lists below."""
+        self._starts: list[int] = []
+        """KeyValue start offsets of the attributes walked past so far, ascending."""
+        self._ends: list[int] = []
+        self._field_starts: list[int] = []
         self._walked = 0
-
-    def key_value_end(self, offset: int) -> int | None:
-        """The end of the top-level KeyValue starting at `offset`, or None if none starts there."""
-        if offset >= self._walked:
-            self._walk_past(offset)
-        return self._starts.get(offset)
 
     def _walk_past(self, offset: int) -> None:
         raw = self.raw
-        starts = self._starts
         pos = self._walked
         end = len(raw)
         while pos <= offset and pos < end:
@@ -109,9 +137,12 @@ class AttributeIndex:
                     start = pos + 2
                 else:
                     length, start = read_varint(raw, pos + 1)
-                pos = start + length
                 if tag == _ATTRIBUTE_TAG:
-                    starts[start] = pos
+                    self._by_start[start] = len(self._starts)
+                    self._starts.append(start)
+                    self._ends.append(start + length)
+                    self._field_starts.append(pos)
+                pos = start + length
             elif wire_type == FIXED64:  # start and end times
                 pos += 9
             elif wire_type == VARINT and raw[pos + 1] < 0x80:  # kind, dropped counts
@@ -120,32 +151,69 @@ class AttributeIndex:
                 pos = skip_field(raw, pos + 1, wire_type, end)
         self._walked = pos
 
-    def locate(self, key: str) -> tuple[int, int, int] | None:
-        """The span attribute `key`: (field start, value start, value end), or None.
+    def locate(self, key: str) -> Attribute | None:
+        """The first top-level span attribute named `key`, or None.
 
-        `raw[field_start:value_end]` is the whole attribute field, `raw[value_start:value_end]`
-        its encoded AnyValue. The substring search answers "absent" (the common case) without
-        walking at all. Serializers write a KeyValue's key first; one written value-first is not
-        found.
+        The substring search answers "absent" (the common case) without walking at all. A
+        KeyValue written key first and value second (what SDKs write) is confirmed from its
+        first bytes; any other layout (value first, as the Collector writes it, or repeated
+        fields, where protobuf's last key and the merge of every value count) is read field by
+        field.
         """
         raw = self.raw
         signature = _signature(key)
         hit = raw.find(signature)
         while hit >= 0:
-            key_value_end = self.key_value_end(hit)
-            if key_value_end is not None:
-                value_pos = hit + len(signature)
-                value_start = value_end = value_pos
-                if value_pos < key_value_end and raw[value_pos] == _VALUE_TAG:
-                    value_length, value_start = read_varint(raw, value_pos + 1)
-                    value_end = value_start + value_length
-                field_start = hit - 1 - len(encode_varint(key_value_end - hit))
-                return field_start, value_start, min(value_end, key_value_end)
+            found = self._attribute_at(hit, signature)
+            if found is not None:
+                return found
             hit = raw.find(signature, hit + 1)
         return None
 
+    def _attribute_at(self, hit: int, signature: bytes) -> Attribute | None:
+        """The attribute whose key field is the `signature` found at `hit`, if it is one."""
+        if hit >= self._walked:
+            self._walk_past(hit)
+        raw = self.raw
+        index = self._by_start.get(hit)
+        if index is not None:
+            key_value_end = self._ends[index]
+            value_pos = hit + len(signature)
+            if value_pos < key_value_end and raw[value_pos] == _VALUE_TAG:
+                value_length, value_start = read_varint(raw, value_pos + 1)
+                if value_start + value_length == key_value_end:
+                    field_start = self._field_starts[index]
+                    return Attribute(field_start, key_value_end, raw, value_start, key_value_end)
+        else:
+            index = bisect_right(self._starts, hit) - 1
+            if index < 0 or hit >= self._ends[index]:
+                return None  # not inside a top-level attribute
+        return self._read_key_value(index, hit)
 
-def locate_span_attribute(raw: bytes, key: str) -> tuple[int, int, int] | None:
+    def _read_key_value(self, index: int, hit: int) -> Attribute | None:
+        """The general path: the KeyValue at `index`, if its (last) key field starts at `hit`."""
+        raw = self.raw
+        key_at = -1
+        values: list[tuple[int, int]] = []
+        for field, wire_type, field_start, start, end in iter_fields(
+            raw, self._starts[index], self._ends[index]
+        ):
+            if wire_type != LEN:
+                continue
+            if field == 1:
+                key_at = field_start
+            elif field == 2:
+                values.append((start, end))
+        if key_at != hit:
+            return None
+        field_start, field_end = self._field_starts[index], self._ends[index]
+        if len(values) == 1:
+            return Attribute(field_start, field_end, raw, *values[0])
+        merged = b"".join(raw[start:end] for start, end in values)
+        return Attribute(field_start, field_end, merged, 0, len(merged))
+
+
+def locate_span_attribute(raw: bytes, key: str) -> Attribute | None:
     """`AttributeIndex(raw).locate(key)`, for one-off lookups."""
     return AttributeIndex(raw).locate(key)
 
@@ -195,7 +263,7 @@ class WireSpan:
         if self._index is None:
             self._index = AttributeIndex(raw)
         found = self._index.locate(field)
-        return None if found is None else decode_any_value(raw, found[1], found[2])
+        return None if found is None else found.value()
 
     @property
     def message(self) -> Span:
