@@ -10,9 +10,11 @@ customer, the dynamic samplers' keys, the decisions, and what a kept trace leave
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
@@ -24,6 +26,7 @@ from refinery_py.decide.trace_key import TraceKey
 from refinery_py.model import KeptTrace, SpanBatch
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.otlp.json import json_to_protobuf, request_to_json
 from refinery_py.otlp.span_view import WireTrace
 from refinery_py.pipeline import Pipeline
 from refinery_py.telemetry import Metrics
@@ -239,3 +242,24 @@ def test_decisions_and_exported_spans_are_the_same(
     send_reasons = {kept[2].value for kept in expected}
     assert "trace_send_got_root" in send_reasons
     assert _decide(_reencoded(canonical, variant), dry_run=dry_run) == expected
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_json_in_any_key_order_converts_to_the_canonical_bytes(
+    canonical: list[bytes], seed: int
+) -> None:
+    """So a JSON request decides exactly as the same request in protobuf (tested above)."""
+    rng = random.Random(seed)
+    for body in canonical:
+        document = _shuffled(orjson.loads(request_to_json(body)), rng)
+        assert json_to_protobuf(orjson.dumps(document)) == body
+
+
+def _shuffled(document: object, rng: random.Random) -> object:
+    if isinstance(document, dict):
+        items = [(key, _shuffled(value, rng)) for key, value in document.items()]
+        rng.shuffle(items)
+        return dict(items)
+    if isinstance(document, list):
+        return [_shuffled(item, rng) for item in document]
+    return document
