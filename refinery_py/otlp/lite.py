@@ -7,7 +7,11 @@ that upb steps over without decoding. The field numbers and wire types are OTLP'
 the real messages' bytes parse as these.
 
     IdsRequest  → resource_spans[] → scope_spans[] → spans[] {trace_id, span_id, parent_span_id}
-    SpanTraceState {trace_state}
+    SpanHead {trace_id, span_id, trace_state, parent_span_id}
+
+Serializing one writes its declared fields first, in field-number order, then the unknown ones
+as they came: a span's head fields can be rewritten without touching (or decoding) the rest. The
+file is proto2 so that a field written empty is still present (`HasField`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ _F = descriptor_pb2.FieldDescriptorProto
 
 def _build() -> dict[str, Any]:
     file = descriptor_pb2.FileDescriptorProto(
-        name="refinery_py/otlp/lite.proto", package="refinery_py.lite", syntax="proto3"
+        name="refinery_py/otlp/lite.proto", package="refinery_py.lite", syntax="proto2"
     )
 
     def message(name: str, *fields: tuple[str, int, str]) -> None:
@@ -45,14 +49,20 @@ def _build() -> dict[str, Any]:
     message("ScopeSpanIds", ("spans", 2, "SpanIds"))
     message("ResourceSpanIds", ("scope_spans", 2, "ScopeSpanIds"))
     message("IdsRequest", ("resource_spans", 1, "ResourceSpanIds"))
-    message("SpanTraceState", ("trace_state", 3, ""))
+    message(
+        "SpanHead",
+        ("trace_id", 1, ""),
+        ("span_id", 2, ""),
+        ("trace_state", 3, ""),
+        ("parent_span_id", 4, ""),
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return {
         name: message_factory.GetMessageClass(
             pool.FindMessageTypeByName(f"refinery_py.lite.{name}")
         )
-        for name in ("IdsRequest", "SpanTraceState")
+        for name in ("IdsRequest", "SpanHead")
     }
 
 
@@ -62,5 +72,7 @@ IdsRequest: Any = _TYPES["IdsRequest"]
 """An ExportTraceServiceRequest of which only each span's trace_id, span_id and parent_span_id are
 declared."""
 
-SpanTraceState: Any = _TYPES["SpanTraceState"]
-"""A Span of which only trace_state is declared (as bytes, so no UTF-8 check is made here)."""
+SpanHead: Any = _TYPES["SpanHead"]
+"""A Span of which only the fields written first (1-4, trace_state as bytes) are declared. An
+SDK's span serializes back in its own order; trace_state is written once, whatever the input
+held; `HasField("trace_state")` says whether the span had one at all."""
