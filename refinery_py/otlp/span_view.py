@@ -106,22 +106,25 @@ class AttributeIndex:
     far as the furthest hit asked about: instrumentations put the attributes rules care about
     (route, customer) early, so most lookups walk a fraction of the span. The walk takes the
     span's fields in whatever order they were written.
+
+    A KeyValue is confirmed from its first bytes when written key first and value second (what
+    SDKs write), or value first and key second (what the Collector writes); any other layout
+    (repeated fields: protobuf's last key, and the merge of every value) is read field by field.
     """
 
-    __slots__ = ("_by_start", "_ends", "_field_starts", "_starts", "_walked", "raw")
+    __slots__ = ("_ends", "_starts", "_walked", "raw")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        self._by_start: dict[int, int] = {}
-        """KeyValue start offset → its position in the lists below."""
+        self._ends: dict[int, int] = {}
+        """KeyValue start offset → end offset, for the attributes walked past so far (in order)."""
         self._starts: list[int] = []
-        """KeyValue start offsets of the attributes walked past so far, ascending."""
-        self._ends: list[int] = []
-        self._field_starts: list[int] = []
+        """The keys of `_ends`, as a list for bisecting; rebuilt when the walk has gone further."""
         self._walked = 0
 
     def _walk_past(self, offset: int) -> None:
         raw = self.raw
+        ends = self._ends
         pos = self._walked
         end = len(raw)
         while pos <= offset and pos < end:
@@ -137,12 +140,9 @@ class AttributeIndex:
                     start = pos + 2
                 else:
                     length, start = read_varint(raw, pos + 1)
-                if tag == _ATTRIBUTE_TAG:
-                    self._by_start[start] = len(self._starts)
-                    self._starts.append(start)
-                    self._ends.append(start + length)
-                    self._field_starts.append(pos)
                 pos = start + length
+                if tag == _ATTRIBUTE_TAG:
+                    ends[start] = pos
             elif wire_type == FIXED64:  # start and end times
                 pos += 9
             elif wire_type == VARINT and raw[pos + 1] < 0x80:  # kind, dropped counts
@@ -151,15 +151,35 @@ class AttributeIndex:
                 pos = skip_field(raw, pos + 1, wire_type, end)
         self._walked = pos
 
-    def locate(self, key: str) -> Attribute | None:
-        """The first top-level span attribute named `key`, or None.
+    def value(self, key: str) -> FieldValue | None:
+        """The value of the first top-level span attribute named `key` (None: absent or empty).
 
-        The substring search answers "absent" (the common case) without walking at all. A
-        KeyValue written key first and value second (what SDKs write) is confirmed from its
-        first bytes; any other layout (value first, as the Collector writes it, or repeated
-        fields, where protobuf's last key and the merge of every value count) is read field by
-        field.
+        The substring search answers "absent" (the common case) without walking at all.
         """
+        raw = self.raw
+        signature = _signature(key)
+        hit = raw.find(signature)
+        while hit >= 0:
+            if hit >= self._walked:
+                self._walk_past(hit)
+            end = self._ends.get(hit)
+            if end is not None:  # key first, then a short value ending the KeyValue: read it
+                value_pos = hit + len(signature)
+                if (
+                    value_pos + 2 <= end
+                    and raw[value_pos] == _VALUE_TAG
+                    and raw[value_pos + 1] < 0x80
+                    and value_pos + 2 + raw[value_pos + 1] == end
+                ):
+                    return decode_any_value(raw, value_pos + 2, end)
+            found = self._attribute_at(hit, signature)
+            if found is not None:
+                return found.value()
+            hit = raw.find(signature, hit + 1)
+        return None
+
+    def locate(self, key: str) -> Attribute | None:
+        """The first top-level span attribute named `key`, with its bounds, or None."""
         raw = self.raw
         signature = _signature(key)
         hit = raw.find(signature)
@@ -175,42 +195,57 @@ class AttributeIndex:
         if hit >= self._walked:
             self._walk_past(hit)
         raw = self.raw
-        index = self._by_start.get(hit)
-        if index is not None:
-            key_value_end = self._ends[index]
-            value_pos = hit + len(signature)
-            if value_pos < key_value_end and raw[value_pos] == _VALUE_TAG:
-                value_length, value_start = read_varint(raw, value_pos + 1)
-                if value_start + value_length == key_value_end:
-                    field_start = self._field_starts[index]
-                    return Attribute(field_start, key_value_end, raw, value_start, key_value_end)
-        else:
+        start = hit
+        end = self._ends.get(hit)
+        if end is None:
+            if len(self._starts) != len(self._ends):
+                self._starts = list(self._ends)
             index = bisect_right(self._starts, hit) - 1
-            if index < 0 or hit >= self._ends[index]:
+            if index < 0:
+                return None
+            start = self._starts[index]
+            end = self._ends[start]
+            if hit >= end:
                 return None  # not inside a top-level attribute
-        return self._read_key_value(index, hit)
+        value_pos = hit + len(signature) if start == hit else start
+        if value_pos < end and raw[value_pos] == _VALUE_TAG:
+            value_length, value_start = read_varint(raw, value_pos + 1)
+            value_end = value_start + value_length
+            # Key then value, ending the KeyValue; or value then key, the key ending it.
+            if (start == hit and value_end == end) or (
+                value_end == hit and hit + len(signature) == end
+            ):
+                return Attribute(_field_start(raw, start), end, raw, value_start, value_end)
+        return self._read_key_value(start, end, hit)
 
-    def _read_key_value(self, index: int, hit: int) -> Attribute | None:
-        """The general path: the KeyValue at `index`, if its (last) key field starts at `hit`."""
+    def _read_key_value(self, start: int, end: int, hit: int) -> Attribute | None:
+        """The general path: the KeyValue at raw[start:end], if its last key field is at `hit`."""
         raw = self.raw
         key_at = -1
         values: list[tuple[int, int]] = []
-        for field, wire_type, field_start, start, end in iter_fields(
-            raw, self._starts[index], self._ends[index]
-        ):
+        for field, wire_type, field_start, value_start, value_end in iter_fields(raw, start, end):
             if wire_type != LEN:
                 continue
             if field == 1:
                 key_at = field_start
             elif field == 2:
-                values.append((start, end))
+                values.append((value_start, value_end))
         if key_at != hit:
             return None
-        field_start, field_end = self._field_starts[index], self._ends[index]
+        field_start = _field_start(raw, start)
         if len(values) == 1:
-            return Attribute(field_start, field_end, raw, *values[0])
-        merged = b"".join(raw[start:end] for start, end in values)
-        return Attribute(field_start, field_end, merged, 0, len(merged))
+            return Attribute(field_start, end, raw, *values[0])
+        merged = b"".join(raw[value_start:value_end] for value_start, value_end in values)
+        return Attribute(field_start, end, merged, 0, len(merged))
+
+
+def _field_start(raw: bytes, key_value_start: int) -> int:
+    """Where the attribute field holding the KeyValue at `key_value_start` begins: back over its
+    length varint (whose bytes but the last have the high bit set) to its one-byte tag."""
+    pos = key_value_start - 1
+    while raw[pos - 1] >= 0x80:
+        pos -= 1
+    return pos - 1
 
 
 def locate_span_attribute(raw: bytes, key: str) -> Attribute | None:
@@ -262,8 +297,7 @@ class WireSpan:
             return None
         if self._index is None:
             self._index = AttributeIndex(raw)
-        found = self._index.locate(field)
-        return None if found is None else found.value()
+        return self._index.value(field)
 
     @property
     def message(self) -> Span:
