@@ -81,6 +81,8 @@ def split_request(body: bytes, origins: OriginInterner, *, validate: bool = True
                 raise MalformedPayload(_FRAMING)
             _split_resource_spans(body, start, end, resources[index], origins=origins, batch=batch)
             index += 1
+    if index != len(resources):
+        raise MalformedPayload(_FRAMING)
     if batch.rejected:
         batch.reject_message = (
             f"{batch.rejected} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes, "

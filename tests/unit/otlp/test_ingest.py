@@ -170,3 +170,15 @@ def _wrap(span_bytes: bytes) -> bytes:
     scope = b"\x12" + encode_varint(len(span_bytes)) + span_bytes
     resource = b"\x12" + encode_varint(len(scope)) + scope
     return b"\x0a" + encode_varint(len(resource)) + resource
+
+
+def test_a_span_framing_the_scan_would_misread_is_refused_not_misfiled() -> None:
+    # upb reads a spans field written with a two-byte tag; the scan reads one-byte tags only.
+    # Rather than take the span for a ScopeSpans field (and lose it), the request is refused.
+    raw = span(1, 2, 1).SerializeToString()
+    scope = b"\x92\x00" + encode_varint(len(raw)) + raw
+    resource = b"\x12" + encode_varint(len(scope)) + scope
+    body = b"\x0a" + encode_varint(len(resource)) + resource
+    assert len(ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans) == 1
+    with pytest.raises(MalformedPayload, match="framing"):
+        split_request(body, OriginInterner())
