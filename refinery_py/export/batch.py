@@ -12,10 +12,25 @@ from refinery_py.otlp.wire import LEN, iter_fields
 
 @dataclass(frozen=True, slots=True)
 class ExportRequest:
-    """One serialized ExportTraceServiceRequest and how many spans it carries."""
+    """One serialized ExportTraceServiceRequest and how many spans it carries.
+
+    `traces` are the traces joined into it when there are several (each is a payload of its
+    own), so that a request the backend refuses can be sent again in halves; it is empty for a
+    request of one trace or of a piece of one.
+    """
 
     payload: bytes
     span_count: int
+    traces: tuple[EncodedSpans, ...] = ()
+
+    @property
+    def splittable(self) -> bool:
+        return len(self.traces) > 1
+
+    def halves(self) -> tuple[ExportRequest, ExportRequest]:
+        """The request's traces in two requests, the first half and the rest."""
+        middle = len(self.traces) // 2
+        return _joined(self.traces[:middle]), _joined(self.traces[middle:])
 
 
 def build_requests(traces: Sequence[EncodedSpans], max_bytes: int) -> list[ExportRequest]:
@@ -30,8 +45,13 @@ def build_requests(traces: Sequence[EncodedSpans], max_bytes: int) -> list[Expor
             ExportRequest(chunk, count_spans(chunk))
             for chunk in split_payload(traces[0].payload, max_bytes)
         ]
+    return [_joined(traces)]
+
+
+def _joined(traces: Sequence[EncodedSpans]) -> ExportRequest:
     payload = b"".join(trace.payload for trace in traces)
-    return [ExportRequest(payload, sum(trace.span_count for trace in traces))]
+    span_count = sum(trace.span_count for trace in traces)
+    return ExportRequest(payload, span_count, tuple(traces) if len(traces) > 1 else ())
 
 
 def count_spans(payload: bytes) -> int:

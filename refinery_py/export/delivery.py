@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 
 from refinery_py.export.backoff import RetryPolicy, pause
 from refinery_py.export.batch import ExportRequest
@@ -15,12 +16,31 @@ from refinery_py.telemetry.throttled_log import ThrottledLog
 logger = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class Unsettled:
+    """Spans handed to a sending task and not yet counted under an outcome.
+
+    `deliver` takes what it counts off, so a task cancelled part way (between the parts of a
+    split request, say) leaves exactly the uncounted rest for its owner to count.
+    """
+
+    spans: int
+    total: int = 0
+    """How many it started with: a batch with nothing settled yet can still be kept whole."""
+
+
 class Delivery:
     """Sends requests through a transport until each is delivered, refused, or given up.
 
     `deliver` counts every span of its request under exactly one SpanOutcome before it returns,
-    and counts nothing if it is cancelled (the caller then counts the request as dropped at
-    shutdown). Counting happens only after the last await, so the two cannot overlap.
+    taking each count off `unsettled` as it is made, and counts nothing for a part of the
+    request it is cancelled in (the caller then counts what is left unsettled as dropped at
+    shutdown). Each count happens after an attempt's last await, so the two cannot overlap.
+
+    A request of several traces that the backend refuses as invalid is sent again in halves,
+    and so on down to single traces: one bad trace then costs only itself, not every trace
+    that happened to share its request. At worst (a backend that refuses everything as invalid)
+    a request of N traces takes 2N - 1 attempts, each trace's bytes going about log2(N) times.
     """
 
     def __init__(
@@ -46,7 +66,7 @@ class Delivery:
             return None
         return time.monotonic() - self._failing_since
 
-    async def deliver(self, request: ExportRequest) -> None:
+    async def deliver(self, request: ExportRequest, unsettled: Unsettled) -> None:
         """Send `request`, retrying retryable failures within the policy's time budget."""
         first_attempt = time.monotonic()
         retry = 0
@@ -56,11 +76,23 @@ class Delivery:
             seconds = time.monotonic() - started
             if result.verdict is Verdict.DELIVERED:
                 self._failing_since = None
-                self._delivered(request, result, seconds)
+                self._delivered(request, result, seconds, unsettled)
                 return
             if result.verdict is Verdict.REJECTED:
                 self._ledger.request(RequestOutcome.REJECTED, seconds)
-                self._ledger.spans(SpanOutcome.REJECTED, request.span_count)
+                if result.invalid and request.splittable:
+                    self._log.report(
+                        "split",
+                        "exporter %s: backend refused %d traces as invalid, sending them in "
+                        "halves to find the ones it refuses: %s",
+                        self._name,
+                        len(request.traces),
+                        result.message,
+                    )
+                    for half in request.halves():
+                        await self.deliver(half, unsettled)
+                    return
+                self._settle(SpanOutcome.REJECTED, request.span_count, unsettled)
                 self._log.report(
                     "rejected",
                     "exporter %s: backend refused %d spans: %s",
@@ -84,7 +116,7 @@ class Delivery:
                 max(0.0, self._policy.max_elapsed - (time.monotonic() - first_attempt)),
             )
             if not self._policy.allows(time.monotonic() - first_attempt, delay):
-                self._ledger.spans(SpanOutcome.DROPPED_RETRIES_EXHAUSTED, request.span_count)
+                self._settle(SpanOutcome.DROPPED_RETRIES_EXHAUSTED, request.span_count, unsettled)
                 self._log.report(
                     "retries_exhausted",
                     "exporter %s: dropped %d spans after %d attempts: %s",
@@ -98,6 +130,10 @@ class Delivery:
             await pause(delay)
             retry += 1
 
+    def _settle(self, outcome: SpanOutcome, count: int, unsettled: Unsettled) -> None:
+        self._ledger.spans(outcome, count)
+        unsettled.spans -= count
+
     async def _attempt(self, payload: bytes) -> SendResult:
         try:
             return await self._transport.send(payload)
@@ -108,7 +144,9 @@ class Delivery:
             logger.exception("exporter %s: unexpected error while sending", self._name)
             return SendResult(Verdict.RETRY, message=f"{type(error).__name__}: {error}")
 
-    def _delivered(self, request: ExportRequest, result: SendResult, seconds: float) -> None:
+    def _delivered(
+        self, request: ExportRequest, result: SendResult, seconds: float, unsettled: Unsettled
+    ) -> None:
         rejected = min(result.rejected_spans, request.span_count)
         if rejected or result.message:
             self._ledger.request(RequestOutcome.PARTIAL_SUCCESS, seconds)
@@ -122,5 +160,5 @@ class Delivery:
             )
         else:
             self._ledger.request(RequestOutcome.SENT, seconds)
-        self._ledger.spans(SpanOutcome.REJECTED, rejected)
-        self._ledger.spans(SpanOutcome.SENT, request.span_count - rejected)
+        self._settle(SpanOutcome.REJECTED, rejected, unsettled)
+        self._settle(SpanOutcome.SENT, request.span_count - rejected, unsettled)

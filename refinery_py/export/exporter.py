@@ -9,12 +9,11 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 from refinery_py.export.backoff import RetryPolicy
 from refinery_py.export.batch import build_requests, count_spans
-from refinery_py.export.delivery import Delivery
+from refinery_py.export.delivery import Delivery, Unsettled
 from refinery_py.export.grpc_transport import GrpcTransport
 from refinery_py.export.http_transport import HttpTransport
 from refinery_py.export.outcomes import ExportLedger, SpanOutcome
@@ -47,7 +46,9 @@ class OtlpExporter:
     batch's first trace arrived. A trace is never divided between batches unless it alone is over
     `batch_max_bytes`, in which case it is split into several requests. Up to `concurrency`
     requests are in flight; while all are busy the queue absorbs the difference, then drops.
-    Retries follow `RetryPolicy` (see there), bounded by `retry_max_elapsed` per request.
+    Retries follow `RetryPolicy` (see there), bounded by `retry_max_elapsed` per request. A
+    request of several traces that the backend refuses as invalid is sent again in halves, down
+    to the traces it refuses (see `Delivery`).
 
     Every span offered ends counted under exactly one outcome of `refinery_export_spans`: `sent`,
     `rejected`, `dropped_queue_full`, `dropped_retries_exhausted`, `spilled` (kept on disk at
@@ -287,7 +288,7 @@ class OtlpExporter:
             traces = self._queue.pop_batch(self._batch_max_spans, self._batch_max_bytes)
             self._ledger.queued(self._queue.spans, self._queue.bytes)
             total = sum(trace.span_count for trace in traces)
-            unsent = _Unsent(total, total)
+            unsent = Unsettled(total, total)
             task = asyncio.create_task(self._send(traces, unsent), name=f"{self.name}-send")
             self._in_flight.add(task)
             task.add_done_callback(functools.partial(self._sent, traces, unsent))
@@ -316,11 +317,10 @@ class OtlpExporter:
         queue = self._queue
         return queue.spans >= self._batch_max_spans or queue.bytes >= self._batch_max_bytes
 
-    async def _send(self, traces: list[EncodedSpans], unsent: _Unsent) -> None:
+    async def _send(self, traces: list[EncodedSpans], unsent: Unsettled) -> None:
         try:
             for request in build_requests(traces, self._batch_max_bytes):
-                await self._delivery.deliver(request)
-                unsent.spans -= request.span_count
+                await self._delivery.deliver(request, unsent)
         except Exception:
             # Only a payload the codec cannot re-frame gets here; the backend would refuse it too.
             logger.exception("exporter %s: could not build a request", self.name)
@@ -331,7 +331,9 @@ class OtlpExporter:
                 if isinstance(trace, SpilledPayload):
                     self._spill.done(trace.path)
 
-    def _sent(self, traces: list[EncodedSpans], unsent: _Unsent, task: asyncio.Task[None]) -> None:
+    def _sent(
+        self, traces: list[EncodedSpans], unsent: Unsettled, task: asyncio.Task[None]
+    ) -> None:
         # Counted here rather than in `_send`: a task cancelled before its first step never runs
         # its body, and its spans must still end in an outcome. A batch cut off before any of it
         # was delivered can still be kept whole (see close); a partly delivered one cannot.
@@ -343,14 +345,6 @@ class OtlpExporter:
             unsent.spans = 0
         self._in_flight.discard(task)
         self._slots.release()
-
-
-@dataclass(slots=True)
-class _Unsent:
-    """Spans of one sending task not yet delivered (or counted otherwise)."""
-
-    spans: int
-    total: int
 
 
 def _make_transport(

@@ -102,4 +102,5 @@ def _failure(error: grpc.aio.AioRpcError) -> SendResult:
     recoverable = code is grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None
     if code in RETRYABLE_CODES or recoverable:
         return SendResult(Verdict.RETRY, message=message, retry_after=delay)
-    return SendResult(Verdict.REJECTED, message=message)
+    invalid = code is grpc.StatusCode.INVALID_ARGUMENT
+    return SendResult(Verdict.REJECTED, message=message, invalid=invalid)

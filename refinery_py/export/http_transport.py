@@ -20,6 +20,9 @@ PROTOBUF = "application/x-protobuf"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 """Statuses the OTLP specification calls retryable; every other 4xx/5xx is final."""
 
+INVALID_STATUS = 400
+"""Bad Request: the backend refused the request's content (`SendResult.invalid`)."""
+
 INLINE_GZIP_LIMIT = 64 * 1024
 """Bodies up to this size are compressed on the event loop; handing them to a thread costs more
 than compressing them. Larger ones go to a thread (zlib releases the GIL while it works)."""
@@ -76,7 +79,7 @@ class HttpTransport:
             return SendResult(
                 Verdict.RETRY, message=message, retry_after=http_retry_delay(retry_after)
             )
-        return SendResult(Verdict.REJECTED, message=message)
+        return SendResult(Verdict.REJECTED, message=message, invalid=status == INVALID_STATUS)
 
     async def close(self) -> None:
         """Close the session and its pooled connections."""

@@ -27,12 +27,16 @@ class SendResult:
     `rejected_spans` is the OTLP partial-success count (DELIVERED only); `message` is the
     backend's explanation (partial-success message, status details, or the local error);
     `retry_after` is the server's hint in seconds (RETRY only), None when it gave none.
+    `invalid` (REJECTED only) says the backend refused the request's content as invalid (HTTP
+    400, gRPC INVALID_ARGUMENT): one bad trace among many is enough for that, so a request of
+    several traces is worth sending again in parts.
     """
 
     verdict: Verdict
     rejected_spans: int = 0
     message: str = ""
     retry_after: float | None = None
+    invalid: bool = False
 
 
 DELIVERED = SendResult(Verdict.DELIVERED)

@@ -1,23 +1,30 @@
 """Build outgoing OTLP requests from buffered span bytes, by wire framing.
 
 A kept span leaves as its original bytes plus a few appended attribute fields (protobuf merges
-repeated fields in any order, so appending is a valid edit). Spans are regrouped under their
-original resource and scope. No message objects are built on this path except for the rare span
-that already carries an attribute we must replace.
+repeated fields in any order, so appending is a valid edit), with its rate also written into its
+W3C trace_state as OpenTelemetry's sampling threshold (`tracestate`). Spans are regrouped under
+their original resource and scope. The only message upb builds on this path is a span's head
+(`lite.SpanHead`: trace_state rewritten, the rest of the span carried as unknown bytes), and a
+span that already carries an attribute we must replace is edited by its byte offsets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from refinery_py.model import Decision, Origin
+from refinery_py.otlp import tracestate
+from refinery_py.otlp.lite import SpanHead
 from refinery_py.otlp.span_view import locate_span_attribute
-from refinery_py.otlp.values import decode_any_value
 from refinery_py.otlp.wire import LEN, encode_varint, iter_fields
 
 _RESOURCE_SPANS_TAG = b"\x0a"  # ExportTraceServiceRequest field 1
 _CHILD_TAG = b"\x12"  # ResourceSpans.scope_spans and ScopeSpans.spans are both field 2
 _ATTRIBUTE_TAG = b"\x4a"  # Span field 9
+_TRACE_STATE_TAG = b"\x1a"  # Span field 3
 
 INCOMING_RATE_KEYS = ("SampleRate", "sampleRate")
 """Span attributes that carry a rate applied before the span reached us."""
@@ -73,11 +80,9 @@ def take_incoming_rate(raw: bytes) -> tuple[bytes, int | None]:
     for key in INCOMING_RATE_KEYS:
         found = locate_span_attribute(raw, key)
         while found is not None:
-            field_start, value_start, value_end = found
-            value = decode_any_value(raw, value_start, value_end)
             if rate is None:
-                rate = _as_rate(value)
-            raw = raw[:field_start] + raw[value_end:]
+                rate = _as_rate(found.value())
+            raw = raw[: found.field_start] + raw[found.field_end :]
             found = locate_span_attribute(raw, key)
     return raw, rate
 
@@ -102,7 +107,7 @@ def _strip_output_attributes(raw: bytes) -> bytes:
     for key in _OUTPUT_KEYS:
         found = locate_span_attribute(raw, key)
         while found is not None:
-            raw = raw[: found[0]] + raw[found[2] :]
+            raw = raw[: found.field_start] + raw[found.field_end :]
             found = locate_span_attribute(raw, key)
     return raw
 
@@ -114,7 +119,15 @@ class TraceAnnotation:
     `meta.refinery.dryrun.kept` / `meta.refinery.dryrun.sample_rate` say what the rules decided.
     """
 
-    __slots__ = ("_by_incoming_rate", "_dry_run", "_kept", "_shared", "rate", "root_extra")
+    __slots__ = (
+        "_dry_run",
+        "_kept",
+        "_shared",
+        "_suffixes",
+        "_trace_states",
+        "rate",
+        "root_extra",
+    )
 
     def __init__(
         self,
@@ -131,16 +144,34 @@ class TraceAnnotation:
             "meta.refinery.send_reason", send_reason
         )
         self.root_extra = int_attribute("meta.span_count", span_count) if span_count else b""
-        self._by_incoming_rate: dict[int | None, bytes] = {}
+        self._suffixes: dict[tuple[int | None, bool], bytes] = {}
+        self._trace_states: dict[tuple[bytes, int | None], bytes] = {}
 
-    def suffix(self, incoming_rate: int | None) -> bytes:
-        """Encoded attributes for a span that arrived with `incoming_rate` (None: no rate)."""
-        suffix = self._by_incoming_rate.get(incoming_rate)
+    def outgoing_rate(self, incoming_rate: int | None) -> int:
+        """The `SampleRate` a span that arrived with `incoming_rate` leaves with."""
+        incoming = incoming_rate or 1
+        return incoming if self._dry_run else self.rate * incoming
+
+    def trace_state(self, incoming_state: bytes, incoming_rate: int | None) -> bytes:
+        """The trace_state a span leaves with: its own, with `ot=th` saying its outgoing rate."""
+        key = (incoming_state, incoming_rate)
+        state = self._trace_states.get(key)
+        if state is None:
+            threshold = tracestate.threshold_for_rate(self.outgoing_rate(incoming_rate))
+            text = incoming_state.decode("utf-8", "replace")
+            state = tracestate.with_threshold(text, threshold).encode()
+            if len(self._trace_states) < 64:
+                self._trace_states[key] = state
+        return state
+
+    def suffix(self, incoming_rate: int | None, *, trace_state: bool) -> bytes:
+        """Encoded attributes for a span that arrived with `incoming_rate` (None: no rate),
+        and with `trace_state` a trace_state field for a span that had none."""
+        key = (incoming_rate, trace_state)
+        suffix = self._suffixes.get(key)
         if suffix is None:
             incoming = incoming_rate or 1
-            parts = [
-                int_attribute("SampleRate", incoming if self._dry_run else self.rate * incoming)
-            ]
+            parts = [int_attribute("SampleRate", self.outgoing_rate(incoming_rate))]
             if incoming_rate is not None:
                 parts.append(int_attribute("meta.refinery.original_sample_rate", incoming_rate))
             if self._dry_run:
@@ -149,22 +180,52 @@ class TraceAnnotation:
                     int_attribute("meta.refinery.dryrun.sample_rate", self.rate * incoming)
                 )
             parts.append(self._shared)
-            suffix = self._by_incoming_rate[incoming_rate] = b"".join(parts)
+            if trace_state:
+                state = self.trace_state(b"", incoming_rate)
+                parts.append(_TRACE_STATE_TAG + encode_varint(len(state)) + state)
+            suffix = self._suffixes[key] = b"".join(parts)
         return suffix
 
 
 def annotate_span(raw: bytes, annotation: TraceAnnotation, is_root: bool) -> bytes:
-    """A kept span's bytes with the output attributes appended."""
+    """A kept span's bytes with the output attributes appended and its trace_state updated.
+
+    An incoming `SampleRate` attribute is the span's incoming rate; without one, an `ot=th` in
+    its trace_state is.
+    """
     incoming_rate = None
     # Cheap substring tests first: almost no span carries a rate or an earlier annotation.
     if b"ampleRate" in raw:
         raw, incoming_rate = take_incoming_rate(raw)
     if b"meta." in raw and any(marker in raw for marker in _OUTPUT_KEY_MARKERS):
         raw = _strip_output_attributes(raw)
-    suffix = annotation.suffix(incoming_rate)
+    # Where trace_state is, whatever the field order, takes a parse; upb's of a span's head is
+    # the cheapest there is (the other fields stay undecoded bytes).
+    try:
+        head = SpanHead.FromString(raw)
+    except DecodeError:
+        head = None  # not a span upb reads; it leaves with its trace_state as it came
+    if head is not None and head.HasField("trace_state"):
+        raw, incoming_rate = _replace_trace_state(head, annotation, incoming_rate)
+        suffix = annotation.suffix(incoming_rate, trace_state=False)
+    else:  # the common case: no trace_state yet, so the new one is simply appended
+        suffix = annotation.suffix(incoming_rate, trace_state=head is not None)
     if is_root:
         return raw + suffix + annotation.root_extra
     return raw + suffix
+
+
+def _replace_trace_state(
+    head: Any, annotation: TraceAnnotation, incoming_rate: int | None
+) -> tuple[bytes, int | None]:
+    """The span of `head` with its trace_state (every occurrence) replaced, and the incoming
+    rate, read from an incoming `th` when there was none already."""
+    incoming_state: bytes = head.trace_state
+    if incoming_rate is None and b"th:" in incoming_state:
+        incoming_rate = tracestate.incoming_rate(incoming_state.decode("utf-8", "replace"))
+    head.trace_state = annotation.trace_state(incoming_state, incoming_rate)
+    edited: bytes = head.SerializeToString()
+    return edited, incoming_rate
 
 
 def frame_spans(spans: Sequence[bytes], origins: Sequence[Origin]) -> bytes:

@@ -2,25 +2,26 @@
 
 The hot path of the whole pipeline. The request is validated once by the C protobuf parser (upb),
 then scanned in Python without building a message object per span: for each span we slice its
-bytes, read the trace ID and note whether it has a parent. Resources and scopes are interned, so a
-span costs one bytes object plus two list slots until its trace is decided.
+bytes, and take its trace ID and whether it has a parent from upb's parse (protobuf lets a writer
+put fields in any order; upb applies protobuf's rules whatever the order). Resources and scopes are
+interned, so a span costs one bytes object plus two list slots until its trace is decided.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from refinery_py.model import Origin, SpanBatch
 from refinery_py.otlp.errors import MalformedPayload
+from refinery_py.otlp.lite import IdsRequest
 from refinery_py.otlp.wire import LEN, iter_fields, read_varint, skip_field
 
 _ZERO8 = bytes(8)
 _ZERO16 = bytes(16)
-_TRACE_ID_TAG = b"\x0a\x10"  # field 1 (trace_id), length 16
-_SPAN_ID_TAG = b"\x12\x08"  # field 2 (span_id), length 8
-_PARENT_ID_TAG = b"\x22\x08"  # field 4 (parent_span_id), length 8
-_TRACE_STATE_TAG = 0x1A  # field 3 (trace_state)
 _SPANS_TAG = 0x12  # ScopeSpans field 2 (spans), also ResourceSpans field 2 (scope_spans)
 
 
@@ -45,14 +46,14 @@ class OriginInterner:
         return origin
 
 
-def validate_request(body: bytes) -> None:
-    """Raise MalformedPayload unless `body` parses as an ExportTraceServiceRequest.
+def validate_request(body: bytes) -> ExportTraceServiceRequest:
+    """`body` parsed by upb; MalformedPayload unless it is an ExportTraceServiceRequest.
 
-    upb checks framing, wire types and UTF-8 of every string field in C, so anything that passes
-    can be re-framed and forwarded without a backend rejecting it later.
+    upb checks framing, wire types, nesting depth and UTF-8 of every string field in C, so
+    anything that passes can be re-framed and forwarded without a backend rejecting it later.
     """
     try:
-        ExportTraceServiceRequest.FromString(body)
+        return ExportTraceServiceRequest.FromString(body)
     except DecodeError as exc:
         raise MalformedPayload(
             f"request body is not a valid OTLP ExportTraceServiceRequest: {exc}"
@@ -64,14 +65,24 @@ def split_request(body: bytes, origins: OriginInterner, *, validate: bool = True
 
     Spans whose trace ID is not 16 bytes or is all zero, or whose span ID is not 8 bytes or is
     all zero, are left out and counted in `rejected` (the caller reports them as OTLP partial
-    success). Raises MalformedPayload when the body is not valid protobuf.
+    success). Raises MalformedPayload when the body is not valid protobuf. `validate=False`
+    trusts the body (it was validated before), and upb then reads only the span IDs.
     """
-    if validate:
-        validate_request(body)
+    try:
+        request = validate_request(body) if validate else IdsRequest.FromString(body)
+    except DecodeError as exc:
+        raise MalformedPayload(f"request body is not valid protobuf: {exc}") from None
     batch = SpanBatch()
+    resources = request.resource_spans
+    index = 0
     for field, wire_type, _, start, end in iter_fields(body, 0, len(body)):
         if field == 1 and wire_type == LEN:
-            _split_resource_spans(body, start, end, origins, batch)
+            if index == len(resources):
+                raise MalformedPayload(_FRAMING)
+            _split_resource_spans(body, start, end, resources[index], origins=origins, batch=batch)
+            index += 1
+    if index != len(resources):
+        raise MalformedPayload(_FRAMING)
     if batch.rejected:
         batch.reject_message = (
             f"{batch.rejected} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes, "
@@ -80,8 +91,11 @@ def split_request(body: bytes, origins: OriginInterner, *, validate: bool = True
     return batch
 
 
+_FRAMING = "request framing is not what protobuf reads (non-minimal tags?)"
+
+
 def _split_resource_spans(
-    buf: bytes, start: int, end: int, origins: OriginInterner, batch: SpanBatch
+    buf: bytes, start: int, end: int, parsed: Any, *, origins: OriginInterner, batch: SpanBatch
 ) -> None:
     header: list[bytes] = []
     scopes: list[tuple[int, int]] = []
@@ -90,12 +104,16 @@ def _split_resource_spans(
             scopes.append((value_start, value_end))
         else:
             header.append(buf[field_start:value_end])
+    parsed_scopes = parsed.scope_spans
+    if len(parsed_scopes) != len(scopes):
+        raise MalformedPayload(_FRAMING)
     resource_fields = b"".join(header)
-    for scope_start, scope_end in scopes:
+    for (scope_start, scope_end), parsed_scope in zip(scopes, parsed_scopes, strict=True):
         _split_scope_spans(
             buf,
             scope_start,
             scope_end,
+            parsed_scope.spans,
             resource_fields=resource_fields,
             origins=origins,
             batch=batch,
@@ -106,19 +124,23 @@ def _split_scope_spans(
     buf: bytes,
     start: int,
     end: int,
+    parsed_spans: Sequence[Any],
     *,
     resource_fields: bytes,
     origins: OriginInterner,
     batch: SpanBatch,
 ) -> None:
+    """Slice each span's bytes; take its IDs from upb's reading of the same span.
+
+    The k-th span field of a ScopeSpans is the k-th element upb parsed there, so the two are
+    walked together. Reading the IDs from upb rather than from fixed offsets is what makes the
+    answer right for any field order (the Collector writes a span's trace_id last) and for
+    protobuf's merge rules (a repeated trace_id: the last one wins), and it costs no more than
+    checking the offsets in Python did.
+    """
     header: list[bytes] = []
-    trace_ids = batch.trace_ids
-    spans = batch.spans
-    first = len(spans)
-    roots = batch.root_positions
-    add_trace_id = trace_ids.append
-    add_span = spans.append
-    startswith = buf.startswith
+    raw_spans: list[bytes] = []
+    add_raw = raw_spans.append
     pos = start
     while pos < end:
         if buf[pos] != _SPANS_TAG:
@@ -138,52 +160,29 @@ def _split_scope_spans(
                 span_start = pos + 3
             else:
                 length, span_start = read_varint(buf, pos + 1)
-        span_end = span_start + length
-        if span_end > end:
+        pos = span_start + length
+        if pos > end:
             raise MalformedPayload("span runs past the end of its ScopeSpans")
-        pos = span_end
-        # Serializers write fields in number order, so the IDs lead the span: trace_id, span_id,
-        # optional trace_state, then parent_span_id. Anything else takes the general path.
-        if startswith(_TRACE_ID_TAG, span_start) and startswith(_SPAN_ID_TAG, span_start + 18):
-            if startswith(_ZERO16, span_start + 2) or startswith(_ZERO8, span_start + 20):
-                batch.rejected += 1
-                continue
-            trace_id = buf[span_start + 2 : span_start + 18]
-            cursor = span_start + 28
-            if cursor < span_end and buf[cursor] == _TRACE_STATE_TAG:
-                state_length, cursor = read_varint(buf, cursor + 1)
-                cursor += state_length
-            is_root = not startswith(_PARENT_ID_TAG, cursor, span_end) or startswith(
-                _ZERO8, cursor + 2
-            )
-        else:
-            ids = _read_ids(buf, span_start, span_end)
-            if ids is None:
-                batch.rejected += 1
-                continue
-            trace_id, is_root = ids
-        if is_root:
+        add_raw(buf[span_start:pos])
+    if len(raw_spans) != len(parsed_spans):
+        raise MalformedPayload(_FRAMING)
+    trace_ids = batch.trace_ids
+    spans = batch.spans
+    roots = batch.root_positions
+    first = len(spans)
+    rejected = 0
+    for raw, parsed in zip(raw_spans, parsed_spans, strict=True):
+        trace_id = parsed.trace_id
+        span_id = parsed.span_id
+        if len(trace_id) != 16 or trace_id == _ZERO16 or len(span_id) != 8 or span_id == _ZERO8:
+            rejected += 1
+            continue
+        parent = parsed.parent_span_id
+        if not parent or parent == _ZERO8:
             roots.add(len(spans))
-        add_trace_id(trace_id)
-        add_span(buf[span_start:span_end])
+        trace_ids.append(trace_id)
+        spans.append(raw)
+    batch.rejected += rejected
     added = len(spans) - first
     if added:
         batch.origins.extend([origins.get(resource_fields, b"".join(header))] * added)
-
-
-def _read_ids(buf: bytes, start: int, end: int) -> tuple[bytes, bool] | None:
-    """The general path: trace ID and root-ness in any field order; None for invalid IDs."""
-    trace_id = span_id = b""
-    parent = b""
-    for field, wire_type, _, value_start, value_end in iter_fields(buf, start, end):
-        if wire_type != LEN:
-            continue
-        if field == 1:
-            trace_id = buf[value_start:value_end]
-        elif field == 2:
-            span_id = buf[value_start:value_end]
-        elif field == 4:
-            parent = buf[value_start:value_end]
-    if len(trace_id) != 16 or trace_id == _ZERO16 or len(span_id) != 8 or span_id == _ZERO8:
-        return None
-    return trace_id, (not parent or parent == _ZERO8)

@@ -8,7 +8,10 @@ descriptors, so it stays correct for every field the OTLP version in use defines
 
 OTLP JSON is proto3 JSON with two differences: trace and span IDs are hex, not base64, and enums
 are integers (names are accepted too, as proto3 JSON allows). Field names may be camelCase or the
-original snake_case. A document that is not valid OTLP JSON raises MalformedPayload saying where.
+original snake_case, in any order: each message's fields are written in field-number order, as upb
+writes them, whatever order the JSON keys came in (readers downstream have fast paths for it). A
+document that is not valid OTLP JSON raises MalformedPayload saying where, and so does one that
+the protobuf door would refuse: messages nested deeper than upb parses (`MAX_DEPTH`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -44,6 +49,17 @@ _FIXED32 = struct.Struct("<I")
 _SFIXED64 = struct.Struct("<q")
 _SFIXED32 = struct.Struct("<i")
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_DECIMAL = re.compile(r"-?[0-9]+", re.ASCII)
+_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+"""JSON's number syntax (leading zeros tolerated): what a string may hold where a number goes.
+Python's int() and float() also take other scripts' digits, `_` and surrounding spaces."""
+
+MAX_DEPTH = 100
+"""How many levels messages may nest below the request (the request is level 0): upb's decoding
+limit (`kUpb_WireFormat_DefaultDepthLimit`, a budget each sub-message entered spends), so both
+doors refuse the same requests. A span attribute's value sits at level 5 (ResourceSpans,
+ScopeSpans, Span, KeyValue, AnyValue); each level of `arrayValue` adds two, of `kvlistValue`
+three."""
 
 T = FieldDescriptor
 _VARINT_TYPES = {T.TYPE_INT64, T.TYPE_UINT64, T.TYPE_INT32, T.TYPE_UINT32, T.TYPE_BOOL, T.TYPE_ENUM}
@@ -67,6 +83,7 @@ _RANGES = {
 class _Field:
     name: str
     json_name: str
+    number: int
     tag_bytes: bytes
     type: int
     repeated: bool
@@ -97,6 +114,7 @@ def _schema(descriptor: Descriptor) -> _Schema:
         entry = _Field(
             name=fd.name,
             json_name=fd.json_name,
+            number=fd.number,
             tag_bytes=encode_varint((fd.number << 3) | wire_type),
             type=fd.type,
             repeated=fd.is_repeated,
@@ -139,11 +157,19 @@ def encode_request(document: object) -> bytes:
     """
     if not isinstance(document, dict):
         raise MalformedPayload("OTLP JSON body must be an object with a resourceSpans list")
-    return _encode_message(document, _REQUEST, "")
+    return _encode_message(document, _REQUEST, "", 0)
 
 
-def _encode_message(document: dict[str, Any], schema: _Schema, path: str) -> bytes:
+def _encode_message(document: dict[str, Any], schema: _Schema, path: str, depth: int) -> bytes:
+    """The fields of one message (`depth` levels below the request), in field-number order."""
+    if depth > MAX_DEPTH:
+        raise MalformedPayload(
+            f"{path}: messages nest deeper than {MAX_DEPTH} levels below the request"
+        )
     parts: list[bytes] = []
+    numbers: list[int] = []
+    last = 0
+    in_order = True
     oneof_seen: dict[str, str] = {}
     for key, value in document.items():
         entry = schema.by_key.get(key)
@@ -160,33 +186,58 @@ def _encode_message(document: dict[str, Any], schema: _Schema, path: str) -> byt
             if not isinstance(value, list):
                 raise MalformedPayload(f"{where}: expected a list, found {_kind(value)}")
             if entry.message is _KEY_VALUE:
-                parts.append(_encode_attributes(entry, value, where))
-                continue
-            for index, item in enumerate(value):
-                parts.append(_encode_value(entry, item, f"{where}[{index}]", always=True))
+                encoded = _encode_attributes(entry, value, where, depth + 1)
+            else:
+                encoded = b"".join(
+                    _encode_value(entry, item, f"{where}[{index}]", depth + 1, always=True)
+                    for index, item in enumerate(value)
+                )
         else:
-            parts.append(_encode_value(entry, value, where, always=entry.oneof is not None))
-    return b"".join(parts)
+            encoded = _encode_value(entry, value, where, depth + 1, always=entry.oneof is not None)
+        number = entry.number
+        if number <= last:
+            in_order = False
+        last = number
+        parts.append(encoded)
+        numbers.append(number)
+    if in_order:
+        return b"".join(parts)
+    return _in_number_order(document, schema, path, numbers, parts)
+
+
+def _in_number_order(
+    document: dict[str, Any], schema: _Schema, path: str, numbers: list[int], parts: list[bytes]
+) -> bytes:
+    """`parts` (encoded fields, their numbers in `numbers`) sorted by field number; a field
+    named twice (by its JSON and its proto name) is an error."""
+    ordered = sorted(zip(numbers, parts, strict=True), key=_field_number)
+    for (number, _), (following, _) in pairwise(ordered):
+        if number == following:
+            keys = [k for k in document if (e := schema.by_key.get(k)) and e.number == number]
+            where = f"{path}.{keys[-1]}" if path else keys[-1]
+            raise MalformedPayload(f"{where}: the same field as {keys[0]}, which is already set")
+    return b"".join(part for _, part in ordered)
+
+
+def _field_number(part: tuple[int, bytes]) -> int:
+    return part[0]
 
 
 _KEY_VALUE = _schemas["opentelemetry.proto.common.v1.KeyValue"]
 _ANY_VALUE = _schemas["opentelemetry.proto.common.v1.AnyValue"]
 
 
-def _encode_attributes(entry: _Field, items: list[Any], where: str) -> bytes:
-    """A repeated KeyValue: the bulk of every span, so scalar values skip the generic path."""
+def _encode_attributes(entry: _Field, items: list[Any], where: str, depth: int) -> bytes:
+    """A repeated KeyValue (each at `depth`): the bulk of every span, so scalar values skip the
+    generic path."""
     parts: list[bytes] = []
     tag = entry.tag_bytes
     for index, item in enumerate(items):
-        encoded = _scalar_attribute(item)
+        encoded = _scalar_attribute(item) if depth < MAX_DEPTH else None
         if encoded is None:
-            encoded = (
-                _encode_message(item, _KEY_VALUE, f"{where}[{index}]")
-                if isinstance(item, dict)
-                else _encode_value(entry, item, f"{where}[{index}]", always=True)[len(tag) :]
-            )
-            if isinstance(item, dict):
-                encoded = encode_varint(len(encoded)) + encoded
+            encoded = _encode_value(entry, item, f"{where}[{index}]", depth, always=True)[
+                len(tag) :
+            ]
         parts.append(tag)
         parts.append(encoded)
     return b"".join(parts)
@@ -209,7 +260,9 @@ def _scalar_attribute(item: Any) -> bytes | None:
     if kind == "stringValue" and type(scalar) is str:
         data = scalar.encode()
         any_value = b"\x0a" + encode_varint(len(data)) + data
-    elif kind == "intValue" and (type(scalar) is int or (type(scalar) is str and scalar.isdigit())):
+    elif kind == "intValue" and (
+        type(scalar) is int or (type(scalar) is str and scalar.isascii() and scalar.isdigit())
+    ):
         number = int(scalar)
         if number >= 1 << 63:
             return None
@@ -230,14 +283,15 @@ def _scalar_attribute(item: Any) -> bytes | None:
     return encode_varint(len(body)) + body
 
 
-def _encode_value(entry: _Field, value: Any, where: str, *, always: bool) -> bytes:
-    """One encoded field; empty bytes for a proto3 default value outside a oneof or list."""
+def _encode_value(entry: _Field, value: Any, where: str, depth: int, *, always: bool) -> bytes:
+    """One encoded field (a message one at `depth`); empty bytes for a proto3 default value
+    outside a oneof or list."""
     field_type = entry.type
     if field_type == T.TYPE_MESSAGE:
         if not isinstance(value, dict):
             raise MalformedPayload(f"{where}: expected an object, found {_kind(value)}")
         assert entry.message is not None
-        body = _encode_message(value, entry.message, where)
+        body = _encode_message(value, entry.message, where, depth)
         return entry.tag_bytes + encode_varint(len(body)) + body
     if field_type == T.TYPE_STRING:
         if not isinstance(value, str):
@@ -310,10 +364,9 @@ def _float(value: Any, where: str) -> float:
         special = _SPECIAL_FLOATS.get(value)
         if special is not None:
             return special
-        try:
+        if _NUMBER.fullmatch(value):
             return float(value)
-        except ValueError:
-            pass
+        raise MalformedPayload(f"{where}: expected a number, found {value!r}")
     raise MalformedPayload(f"{where}: expected a number, found {_kind(value)}")
 
 
@@ -328,15 +381,12 @@ def _integer(entry: _Field, value: Any, where: str) -> int:
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     elif isinstance(value, str):
-        try:
-            parsed = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            raise MalformedPayload(f"{where}: expected an integer, found {value!r}") from None
-        if isinstance(parsed, float):
-            if not parsed.is_integer():
-                raise MalformedPayload(f"{where}: expected an integer, found {value!r}")
-            parsed = int(parsed)
-        number = parsed
+        if _DECIMAL.fullmatch(value):
+            number = int(value)
+        elif _NUMBER.fullmatch(value) and float(value).is_integer():
+            number = int(float(value))
+        else:
+            raise MalformedPayload(f"{where}: expected an integer, found {value!r}")
     else:
         raise MalformedPayload(f"{where}: expected an integer, found {_kind(value)}")
     low, high = _RANGES[entry.type]

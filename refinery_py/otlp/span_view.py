@@ -1,23 +1,33 @@
 """Read named fields from buffered span bytes, on demand: the span view samplers see.
 
 Nothing is decoded until a rule asks. A span attribute is found by searching the span's bytes for
-the encoded key (a C-speed substring search) and checking that the hit really is a top-level
-attribute, so the common "this span doesn't have that field" answer costs well under a
-microsecond. Intrinsic fields (name, status, duration, ...) parse the span once with upb.
-Resource and scope attributes are decoded once per distinct resource/scope and cached on the
-shared `Origin`.
+the encoded key (a C-speed substring search) and checking that the hit really is the key of a
+top-level attribute, whatever order the writer put the fields in, so the common "this span doesn't
+have that field" answer costs well under a microsecond. Intrinsic fields (name, status, duration,
+...) parse the span once with upb. Resource and scope attributes are decoded once per distinct
+resource/scope and cached on the shared `Origin`.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from refinery_py.model import FieldValue, Origin
 from refinery_py.otlp.values import attributes_to_fields, decode_any_value
-from refinery_py.otlp.wire import FIXED64, LEN, VARINT, encode_varint, read_varint, skip_field
+from refinery_py.otlp.wire import (
+    FIXED64,
+    LEN,
+    VARINT,
+    encode_varint,
+    iter_fields,
+    read_varint,
+    skip_field,
+)
 
 _KIND_NAMES = {
     Span.SPAN_KIND_UNSPECIFIED: "unspecified",
@@ -66,34 +76,55 @@ def _signature(key: str) -> bytes:
     return signature
 
 
+class Attribute(NamedTuple):
+    """Where one top-level span attribute sits, and its value.
+
+    `raw[field_start:field_end]` is the whole attribute field (tag, length, KeyValue), what an
+    edit removes. The value is the encoded AnyValue `buf[value_start:value_end]`: `buf` is the
+    span's bytes, except for a KeyValue holding several value fields, whose merge (protobuf
+    concatenates them) is a new bytes object.
+    """
+
+    field_start: int
+    field_end: int
+    buf: bytes
+    value_start: int
+    value_end: int
+
+    def value(self) -> FieldValue | None:
+        """The decoded value (None for an empty one)."""
+        return decode_any_value(self.buf, self.value_start, self.value_end)
+
+
 class AttributeIndex:
     """Where a span's top-level attributes start and end, learned by walking its fields lazily.
 
     The walk is what makes a substring hit trustworthy: an attribute's encoded key can also occur
     inside a string value (a URL path is attacker-controlled), inside an event's or a link's
-    attributes, or inside another attribute's value; only a hit at the start of a top-level
-    KeyValue is real. Fields are skipped by their lengths, never decoded, and only as far as the
-    furthest hit asked about: instrumentations put the attributes rules care about (route,
-    customer) early, so most lookups walk a fraction of the span.
+    attributes, or inside another attribute's value; only a hit that is the key field of a
+    top-level KeyValue is real. Fields are skipped by their lengths, never decoded, and only as
+    far as the furthest hit asked about: instrumentations put the attributes rules care about
+    (route, customer) early, so most lookups walk a fraction of the span. The walk takes the
+    span's fields in whatever order they were written.
+
+    A KeyValue is confirmed from its first bytes when written key first and value second (what
+    SDKs write), or value first and key second (what the Collector writes); any other layout
+    (repeated fields: protobuf's last key, and the merge of every value) is read field by field.
     """
 
-    __slots__ = ("_starts", "_walked", "raw")
+    __slots__ = ("_ends", "_starts", "_walked", "raw")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        self._starts: dict[int, int] = {}
-        """KeyValue start offset → end offset, for the attributes walked past so far."""
+        self._ends: dict[int, int] = {}
+        """KeyValue start offset → end offset, for the attributes walked past so far (in order)."""
+        self._starts: list[int] = []
+        """The keys of `_ends`, as a list for bisecting; rebuilt when the walk has gone further."""
         self._walked = 0
-
-    def key_value_end(self, offset: int) -> int | None:
-        """The end of the top-level KeyValue starting at `offset`, or None if none starts there."""
-        if offset >= self._walked:
-            self._walk_past(offset)
-        return self._starts.get(offset)
 
     def _walk_past(self, offset: int) -> None:
         raw = self.raw
-        starts = self._starts
+        ends = self._ends
         pos = self._walked
         end = len(raw)
         while pos <= offset and pos < end:
@@ -111,7 +142,7 @@ class AttributeIndex:
                     length, start = read_varint(raw, pos + 1)
                 pos = start + length
                 if tag == _ATTRIBUTE_TAG:
-                    starts[start] = pos
+                    ends[start] = pos
             elif wire_type == FIXED64:  # start and end times
                 pos += 9
             elif wire_type == VARINT and raw[pos + 1] < 0x80:  # kind, dropped counts
@@ -120,32 +151,104 @@ class AttributeIndex:
                 pos = skip_field(raw, pos + 1, wire_type, end)
         self._walked = pos
 
-    def locate(self, key: str) -> tuple[int, int, int] | None:
-        """The span attribute `key`: (field start, value start, value end), or None.
+    def value(self, key: str) -> FieldValue | None:
+        """The value of the first top-level span attribute named `key` (None: absent or empty).
 
-        `raw[field_start:value_end]` is the whole attribute field, `raw[value_start:value_end]`
-        its encoded AnyValue. The substring search answers "absent" (the common case) without
-        walking at all. Serializers write a KeyValue's key first; one written value-first is not
-        found.
+        The substring search answers "absent" (the common case) without walking at all.
         """
         raw = self.raw
         signature = _signature(key)
         hit = raw.find(signature)
         while hit >= 0:
-            key_value_end = self.key_value_end(hit)
-            if key_value_end is not None:
+            if hit >= self._walked:
+                self._walk_past(hit)
+            end = self._ends.get(hit)
+            if end is not None:  # key first, then a short value ending the KeyValue: read it
                 value_pos = hit + len(signature)
-                value_start = value_end = value_pos
-                if value_pos < key_value_end and raw[value_pos] == _VALUE_TAG:
-                    value_length, value_start = read_varint(raw, value_pos + 1)
-                    value_end = value_start + value_length
-                field_start = hit - 1 - len(encode_varint(key_value_end - hit))
-                return field_start, value_start, min(value_end, key_value_end)
+                if (
+                    value_pos + 2 <= end
+                    and raw[value_pos] == _VALUE_TAG
+                    and raw[value_pos + 1] < 0x80
+                    and value_pos + 2 + raw[value_pos + 1] == end
+                ):
+                    return decode_any_value(raw, value_pos + 2, end)
+            found = self._attribute_at(hit, signature)
+            if found is not None:
+                return found.value()
             hit = raw.find(signature, hit + 1)
         return None
 
+    def locate(self, key: str) -> Attribute | None:
+        """The first top-level span attribute named `key`, with its bounds, or None."""
+        raw = self.raw
+        signature = _signature(key)
+        hit = raw.find(signature)
+        while hit >= 0:
+            found = self._attribute_at(hit, signature)
+            if found is not None:
+                return found
+            hit = raw.find(signature, hit + 1)
+        return None
 
-def locate_span_attribute(raw: bytes, key: str) -> tuple[int, int, int] | None:
+    def _attribute_at(self, hit: int, signature: bytes) -> Attribute | None:
+        """The attribute whose key field is the `signature` found at `hit`, if it is one."""
+        if hit >= self._walked:
+            self._walk_past(hit)
+        raw = self.raw
+        start = hit
+        end = self._ends.get(hit)
+        if end is None:
+            if len(self._starts) != len(self._ends):
+                self._starts = list(self._ends)
+            index = bisect_right(self._starts, hit) - 1
+            if index < 0:
+                return None
+            start = self._starts[index]
+            end = self._ends[start]
+            if hit >= end:
+                return None  # not inside a top-level attribute
+        value_pos = hit + len(signature) if start == hit else start
+        if value_pos < end and raw[value_pos] == _VALUE_TAG:
+            value_length, value_start = read_varint(raw, value_pos + 1)
+            value_end = value_start + value_length
+            # Key then value, ending the KeyValue; or value then key, the key ending it.
+            if (start == hit and value_end == end) or (
+                value_end == hit and hit + len(signature) == end
+            ):
+                return Attribute(_field_start(raw, start), end, raw, value_start, value_end)
+        return self._read_key_value(start, end, hit)
+
+    def _read_key_value(self, start: int, end: int, hit: int) -> Attribute | None:
+        """The general path: the KeyValue at raw[start:end], if its last key field is at `hit`."""
+        raw = self.raw
+        key_at = -1
+        values: list[tuple[int, int]] = []
+        for field, wire_type, field_start, value_start, value_end in iter_fields(raw, start, end):
+            if wire_type != LEN:
+                continue
+            if field == 1:
+                key_at = field_start
+            elif field == 2:
+                values.append((value_start, value_end))
+        if key_at != hit:
+            return None
+        field_start = _field_start(raw, start)
+        if len(values) == 1:
+            return Attribute(field_start, end, raw, *values[0])
+        merged = b"".join(raw[value_start:value_end] for value_start, value_end in values)
+        return Attribute(field_start, end, merged, 0, len(merged))
+
+
+def _field_start(raw: bytes, key_value_start: int) -> int:
+    """Where the attribute field holding the KeyValue at `key_value_start` begins: back over its
+    length varint (whose bytes but the last have the high bit set) to its one-byte tag."""
+    pos = key_value_start - 1
+    while raw[pos - 1] >= 0x80:
+        pos -= 1
+    return pos - 1
+
+
+def locate_span_attribute(raw: bytes, key: str) -> Attribute | None:
     """`AttributeIndex(raw).locate(key)`, for one-off lookups."""
     return AttributeIndex(raw).locate(key)
 
@@ -194,8 +297,7 @@ class WireSpan:
             return None
         if self._index is None:
             self._index = AttributeIndex(raw)
-        found = self._index.locate(field)
-        return None if found is None else decode_any_value(raw, found[1], found[2])
+        return self._index.value(field)
 
     @property
     def message(self) -> Span:

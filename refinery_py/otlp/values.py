@@ -19,21 +19,26 @@ def decode_any_value(buf: bytes, start: int, end: int) -> FieldValue | None:
     """Decode an encoded AnyValue occupying buf[start:end]; None when it holds nothing.
 
     Scalars are read straight from the wire; arrays and maps become JSON text and bytes become
-    base64, the way Refinery flattens them for rules.
+    base64, the way Refinery flattens them for rules. The fast path takes an AnyValue that is one
+    scalar field; anything else (several fields, where protobuf's last one wins, or a nested
+    value) is parsed by upb.
     """
     if start >= end:
         return None
     tag = buf[start]
     if tag == 0x0A:  # string_value
         length, pos = read_varint(buf, start + 1)
-        return buf[pos : pos + length].decode()
-    if tag == 0x10:  # bool_value
-        value, _ = read_varint(buf, start + 1)
-        return value != 0
-    if tag == 0x18:  # int_value (int64, two's complement)
-        value, _ = read_varint(buf, start + 1)
-        return value - (1 << 64) if value >= 1 << 63 else value
-    if tag == 0x21:  # double_value
+        if pos + length == end:
+            return buf[pos:end].decode()
+    elif tag == 0x18:  # int_value (int64, two's complement)
+        value, pos = read_varint(buf, start + 1)
+        if pos == end:
+            return value - (1 << 64) if value >= 1 << 63 else value
+    elif tag == 0x10:  # bool_value
+        value, pos = read_varint(buf, start + 1)
+        if pos == end:
+            return value != 0
+    elif tag == 0x21 and start + 9 == end:  # double_value
         return float(_DOUBLE.unpack_from(buf, start + 1)[0])
     return any_value_to_field(AnyValue.FromString(buf[start:end]))
 

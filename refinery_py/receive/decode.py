@@ -1,7 +1,8 @@
 """The one decode funnel: a request body in either OTLP encoding becomes a `SpanBatch`.
 
 Both transports call `decode_request`, so a span is parsed the same way whichever door it came
-through. JSON is converted to protobuf once and then split exactly like a protobuf body.
+through. JSON is converted to protobuf once and then validated and split exactly like a protobuf
+body.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def decode_request(body: bytes, encoding: Encoding, origins: OriginInterner) -> 
     valid OTLP request in `encoding`.
     """
     if encoding is Encoding.JSON:
-        # The converter's output was just serialized by protobuf itself: no need to validate it.
-        return split_request(json_to_protobuf(body), origins, validate=False)
+        # The converted bytes go through the protobuf door's checks too, so the two doors
+        # refuse the same requests whatever the converter lets through.
+        body = json_to_protobuf(body)
     return split_request(body, origins)

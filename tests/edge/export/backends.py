@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import socket
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -54,16 +55,29 @@ class HttpReply:
     message: str = ""
 
 
+Check = Callable[[ExportTraceServiceRequest], str | None]
+"""Reads a request the way a backend's parser would: a message when it refuses it, else None."""
+
+
 @dataclass
 class RecordingBackend:
-    """What both backends share: the record, a gate to hold requests, and waiting for spans."""
+    """What both backends share: the record, a gate to hold requests, and waiting for spans.
+
+    With `check`, a request it refuses is answered as invalid (INVALID_ARGUMENT / HTTP 400,
+    with its message) and not recorded; scripted `replies` still come first.
+    """
 
     endpoint: str = ""
+    check: Check | None = None
     attempts: int = 0
+    refused: int = 0
     accepted: list[Received] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
     gate: asyncio.Event = field(default_factory=asyncio.Event)
+    hold_after: int | None = None
+    """Attempts after this many wait until the backend stops (the gate is for all of them)."""
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -92,9 +106,20 @@ class RecordingBackend:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self._changed.set()
         try:
+            if self.hold_after is not None and self.attempts > self.hold_after:
+                await self._stopping.wait()
             await self.gate.wait()
         finally:
             self.in_flight -= 1
+
+    def _refusal(self, body: bytes) -> str | None:
+        if self.check is None:
+            return None
+        refusal = self.check(ExportTraceServiceRequest.FromString(body))
+        if refusal is not None:
+            self.refused += 1
+            self._changed.set()
+        return refusal
 
     def _record(self, body: bytes, headers: dict[str, str]) -> None:
         self.accepted.append(Received(ExportTraceServiceRequest.FromString(body), headers))
@@ -130,6 +155,7 @@ class GrpcBackend(RecordingBackend):
         self.endpoint = f"127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        self._stopping.set()
         self.gate.set()
         if self._server is not None:
             await self._server.stop(None)
@@ -142,6 +168,9 @@ class GrpcBackend(RecordingBackend):
             if reply.retry_info is not None:
                 trailers = (("grpc-status-details-bin", _status_with_retry_info(reply)),)
             await context.abort(reply.code, reply.message, trailing_metadata=trailers)
+        refusal = self._refusal(body)
+        if refusal is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal)
         metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
         self._record(body, metadata)
         return _response(reply.rejected_spans, reply.message)
@@ -177,6 +206,7 @@ class HttpBackend(RecordingBackend):
         self.endpoint = f"127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        self._stopping.set()
         self.gate.set()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -196,6 +226,12 @@ class HttpBackend(RecordingBackend):
             )
         headers = dict(request.headers)
         body = gzip.decompress(raw) if headers.get("Content-Encoding") == "gzip" else raw
+        refusal = self._refusal(body)
+        if refusal is not None:
+            status = status_pb2.Status(code=3, message=refusal)
+            return web.Response(
+                status=400, body=status.SerializeToString(), content_type="application/x-protobuf"
+            )
         self._record(body, headers)
         return web.Response(
             body=_response(reply.rejected_spans, reply.message),

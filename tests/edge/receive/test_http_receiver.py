@@ -25,6 +25,7 @@ from refinery_py.otlp.json import request_to_json
 from refinery_py.receive import HttpReceiver, Intake
 from refinery_py.telemetry import Metrics
 from tests.otlp_builders import request, span, trace_id
+from tests.otlp_nesting import in_span_attribute, nested
 
 from .conftest import ReceiverFactory
 from .support import (
@@ -71,6 +72,25 @@ def status_of(body: bytes, content_type: str) -> Status:
     if content_type.startswith(JSON):
         return json_format.Parse(body, Status())
     return Status.FromString(body)
+
+
+def _json_int(text: str) -> bytes:
+    """A request whose one span has an `intValue` attribute holding `text`."""
+    attribute = {"key": "n", "value": {"intValue": text}}
+    span_document = {"traceId": "01" * 16, "spanId": "01" * 8, "attributes": [attribute]}
+    return orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span_document]}]}]})
+
+
+def _deep_json(levels: int) -> bytes:
+    """`levels` arrays deep in a span attribute, written out (orjson.dumps stops at 255)."""
+    value = '{"arrayValue": {"values": [' * levels + '{"stringValue": "x"}' + "]}}" * levels
+    ids = f'"traceId": "{"01" * 16}", "spanId": "{"01" * 8}"'
+    span_document = ids + ', "attributes": [{"key": "deep", "value": ' + value + "}]"
+    return ('{"resourceSpans": [{"scopeSpans": [{"spans": [{' + span_document + "}]}]}]}").encode()
+
+
+def _deep_protobuf(levels: int) -> bytes:
+    return in_span_attribute(*nested(levels, "array"))[1]
 
 
 async def still_serves(client: Client, sink: FakeSink) -> None:
@@ -214,6 +234,10 @@ async def test_invalid_ids_are_a_partial_success_and_the_rest_is_taken(
         pytest.param(b"[1, 2]", JSON, "must be an object", id="json-array"),
         pytest.param(b'{"resourceSpans": 5}', JSON, "not a valid OTLP JSON", id="json-wrong-shape"),
         pytest.param(b'{"spans": []}', JSON, "not a valid OTLP JSON", id="json-unknown-field"),
+        pytest.param(_json_int("²"), JSON, "expected an integer, found '²'", id="json-superscript"),
+        pytest.param(_deep_json(300), JSON, "deeper than 100 levels", id="json-300-deep"),
+        pytest.param(_deep_json(60), JSON, "deeper than 100 levels", id="json-60-deep"),
+        pytest.param(_deep_protobuf(60), PROTOBUF, "not a valid OTLP", id="protobuf-60-deep"),
     ],
 )
 async def test_malformed_body_is_400_with_a_status_saying_why(

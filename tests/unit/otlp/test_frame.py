@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -121,4 +122,84 @@ def test_attribute_values_survive_byte_for_byte() -> None:
     original.events.add(name="e", attributes=[kv("x", 1)])
     (_, _, out) = all_spans(encode(original))[0]
     del out.attributes[3:]
+    assert out.trace_state == "ot=th:e6666666666666"  # kept at rate 10
+    out.trace_state = ""
     assert out == original
+
+
+def _kept_span(message: Span, decision: Decision = KEEP, *, dry_run: bool = False) -> Span:
+    batch = split_request(request(message).SerializeToString(), OriginInterner())
+    payload = encode_kept_trace(
+        batch.spans, batch.origins, 0, decision, "trace_send_got_root", dry_run=dry_run
+    )
+    return all_spans(payload)[0][2]
+
+
+@pytest.mark.parametrize(
+    ("rate", "incoming", "th"),
+    [
+        (1, None, "0"),
+        (2, None, "8"),
+        (4, None, "c"),
+        (10, None, "e6666666666666"),
+        (100, None, "fd70a3d70a3d71"),
+        (5, 2, "e6666666666666"),  # 5 × 2 = 10
+        (1, 16, "f"),
+    ],
+)
+def test_the_outgoing_rate_is_written_as_an_ot_threshold(
+    rate: int, incoming: int | None, th: str
+) -> None:
+    attrs = {} if incoming is None else {"SampleRate": incoming}
+    kept = _kept_span(span(1, 1, attrs=attrs), Decision(True, rate, "r"))
+    assert kept.trace_state == f"ot=th:{th}"
+    assert attributes(kept)["SampleRate"] == rate * (incoming or 1)
+
+
+def test_other_tracestate_members_and_ot_sub_keys_are_kept() -> None:
+    message = span(1, 1)
+    message.trace_state = "congo=t61rcWkgMzE, ot=rv:0123456789abcd;th:c;xy:z ,rojo=00f067aa0ba902b7"
+    kept = _kept_span(message, Decision(True, 2, "r"))
+    # The rate 4 of th:c came in; 2 more makes 8. `ot` moves to the front (W3C: modified).
+    assert (
+        kept.trace_state == "ot=th:e;rv:0123456789abcd;xy:z,congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+    )
+    assert attributes(kept)["SampleRate"] == 8
+    assert attributes(kept)["meta.refinery.original_sample_rate"] == 4
+
+
+def test_an_incoming_sample_rate_attribute_wins_over_an_incoming_threshold() -> None:
+    message = span(1, 1, attrs={"SampleRate": 3})
+    message.trace_state = "ot=th:8"
+    kept = _kept_span(message, Decision(True, 1, "r"))
+    assert attributes(kept)["SampleRate"] == 3
+    assert attributes(kept)["meta.refinery.original_sample_rate"] == 3
+    assert kept.trace_state == "ot=th:aaaaaaaaaaaaab"  # 1 in 3
+
+
+def test_in_dry_run_the_threshold_is_the_incoming_rate() -> None:
+    message = span(1, 1)
+    message.trace_state = "ot=th:c"
+    kept = _kept_span(message, Decision(False, 10, "r"), dry_run=True)
+    assert attributes(kept)["SampleRate"] == 4
+    assert kept.trace_state == "ot=th:c"
+
+
+def test_trace_state_is_replaced_not_repeated_in_any_field_order() -> None:
+    message = span(1, 1, 2, attrs={"k": "v"})
+    message.trace_state = "vendor=a"
+    raw = message.SerializeToString()
+    state = b"\x1a\x08vendor=a"
+    # trace_state written twice (the last one counts), the second time after the attributes
+    raw = raw.replace(state, b"\x1a\x07vendor=") + state
+    body = request(span(9, 9)).SerializeToString()
+    batch = split_request(body, OriginInterner())
+    payload = encode_kept_trace([raw], batch.origins, -1, Decision(True, 2, "r"), "x")
+    (kept_raw,) = split_request(payload, OriginInterner()).spans
+    assert kept_raw.count(b"\x1a") >= 1
+    kept = Span.FromString(kept_raw)
+    assert kept.trace_state == "ot=th:8,vendor=a"
+    assert kept_raw.count(b"vendor=") == 1
+    kept.trace_state = message.trace_state
+    del kept.attributes[1:]
+    assert kept == message

@@ -6,6 +6,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from refinery_py.otlp.errors import MalformedPayload
 from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.otlp.wire import encode_varint
 from tests.otlp_builders import kv, request, span, span_id, trace_id
 
 
@@ -129,3 +130,55 @@ def test_invalid_utf8_in_a_string_is_malformed() -> None:
     resource = b"\x12" + bytes([len(scope)]) + scope
     with pytest.raises(MalformedPayload):
         split_request(b"\x0a" + bytes([len(resource)]) + resource, OriginInterner())
+
+
+def test_a_parent_written_after_the_attributes_still_makes_a_child() -> None:
+    # What the JSON codec used to produce for `{"attributes": [...], "parentSpanId": ...}`.
+    canonical = span(1, 2, 1, attrs={"k": "v"}).SerializeToString()
+    parent_field = b"\x22\x08" + (1).to_bytes(8, "big")
+    reordered = canonical.replace(parent_field, b"") + parent_field
+    body = _wrap(reordered)
+    batch = split_request(body, OriginInterner())
+    assert batch.root_positions == set()
+    assert batch.spans == [reordered]
+
+
+def test_the_last_of_repeated_ids_wins() -> None:
+    # Protobuf merge: a singular field written twice means its last value.
+    canonical = span(1, 2, 1).SerializeToString()
+    decoys = b"\x0a\x10" + (9).to_bytes(16, "big") + b"\x12\x08" + (9).to_bytes(8, "big")
+    child_then_root = decoys + canonical + b"\x22\x00"  # an empty parent at the end: a root
+    batch = split_request(_wrap(decoys + canonical), OriginInterner())
+    assert batch.trace_ids == [(1).to_bytes(16, "big")] and batch.root_positions == set()
+    batch = split_request(_wrap(child_then_root), OriginInterner())
+    assert batch.trace_ids == [(1).to_bytes(16, "big")] and batch.root_positions == {0}
+
+
+def test_ids_are_read_the_same_with_and_without_validation() -> None:
+    body = request(span(1, 2, 1), span(1, 1), span(2, 5, bytes(8))).SerializeToString()
+    checked = split_request(body, OriginInterner())
+    trusted = split_request(body, OriginInterner(), validate=False)
+    assert (checked.trace_ids, checked.root_positions) == (
+        trusted.trace_ids,
+        trusted.root_positions,
+    )
+    assert checked.root_positions == {1, 2}
+
+
+def _wrap(span_bytes: bytes) -> bytes:
+    """A request holding one span given as raw bytes."""
+    scope = b"\x12" + encode_varint(len(span_bytes)) + span_bytes
+    resource = b"\x12" + encode_varint(len(scope)) + scope
+    return b"\x0a" + encode_varint(len(resource)) + resource
+
+
+def test_a_span_framing_the_scan_would_misread_is_refused_not_misfiled() -> None:
+    # upb reads a spans field written with a two-byte tag; the scan reads one-byte tags only.
+    # Rather than take the span for a ScopeSpans field (and lose it), the request is refused.
+    raw = span(1, 2, 1).SerializeToString()
+    scope = b"\x92\x00" + encode_varint(len(raw)) + raw
+    resource = b"\x12" + encode_varint(len(scope)) + scope
+    body = b"\x0a" + encode_varint(len(resource)) + resource
+    assert len(ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans) == 1
+    with pytest.raises(MalformedPayload, match="framing"):
+        split_request(body, OriginInterner())

@@ -173,3 +173,63 @@ def test_nulls_mean_defaults() -> None:
     assert ExportTraceServiceRequest.FromString(encode_request(document)) == (
         ExportTraceServiceRequest(resource_spans=[{}])
     )
+
+
+def _shuffled(document: object, rng: random.Random) -> object:
+    """`document` with every object's keys in a random order."""
+    if isinstance(document, dict):
+        items = [(key, _shuffled(value, rng)) for key, value in document.items()]
+        rng.shuffle(items)
+        return dict(items)
+    if isinstance(document, list):
+        return [_shuffled(item, rng) for item in document]
+    return document
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_any_key_order_gives_protobufs_own_bytes(seed: int) -> None:
+    """Fields come out in field-number order, as upb writes them, whatever the key order."""
+    message = rich_request(seed)
+    document = _shuffled(reference_json(message), random.Random(seed))
+    assert encode_request(document) == message.SerializeToString()
+
+
+def test_a_parent_listed_after_the_attributes_is_written_in_its_place() -> None:
+    span_document = {
+        "attributes": [{"key": "k", "value": {"stringValue": "v"}}],
+        "name": "child",
+        "parentSpanId": "0000000000000001",
+        "spanId": "0000000000000002",
+        "traceId": "00000000000000000000000000000001",
+    }
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [span_document]}]}]}
+    encoded = encode_request(document)
+    assert encoded == ExportTraceServiceRequest.FromString(encoded).SerializeToString()
+
+
+@pytest.mark.parametrize("text", ["²", "٣", "1_000", " 5", "5 ", "+-1", "0x10", ""])
+@pytest.mark.parametrize("where", ["attribute", "field"])
+def test_integers_in_strings_are_ascii_decimals(text: str, where: str) -> None:
+    if where == "attribute":
+        span_document: dict[str, object] = {
+            "attributes": [{"key": "n", "value": {"intValue": text}}]
+        }
+    else:
+        span_document = {"startTimeUnixNano": text}
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [span_document]}]}]}
+    with pytest.raises(MalformedPayload, match="expected an integer"):
+        encode_request(document)
+
+
+@pytest.mark.parametrize("text", ["١.٥", "1_0.5", " 1.5", "1.5e", "."])
+def test_numbers_in_strings_are_json_numbers(text: str) -> None:
+    value = {"doubleValue": text}
+    document = {"resourceSpans": [{"resource": {"attributes": [{"key": "d", "value": value}]}}]}
+    with pytest.raises(MalformedPayload, match="expected a number"):
+        encode_request(document)
+
+
+def test_a_field_named_twice_is_refused() -> None:
+    document = {"resourceSpans": [], "resource_spans": []}
+    with pytest.raises(MalformedPayload, match="resource_spans: the same field as resourceSpans"):
+        encode_request(document)

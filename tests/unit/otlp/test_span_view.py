@@ -9,6 +9,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.otlp.span_view import WireSpan, WireTrace, locate_span_attribute
+from refinery_py.otlp.wire import encode_varint
 from tests.otlp_builders import kv, request, span
 
 
@@ -122,10 +123,10 @@ def test_locate_handles_long_and_unicode_keys(key: str) -> None:
     raw = span(1, 2, attrs={"before": 1, key: "found", "after": 2}).SerializeToString()
     located = locate_span_attribute(raw, key)
     assert located is not None
-    field_start, value_start, value_end = located
-    rebuilt = Span.FromString(raw[field_start:value_end])
+    rebuilt = Span.FromString(raw[located.field_start : located.field_end])
     assert [(a.key, a.value.string_value) for a in rebuilt.attributes] == [(key, "found")]
-    assert AnyValue.FromString(raw[value_start:value_end]).string_value == "found"
+    value = AnyValue.FromString(located.buf[located.value_start : located.value_end])
+    assert value.string_value == "found"
 
 
 def test_trace_view_root_and_spans() -> None:
@@ -138,3 +139,49 @@ def test_trace_view_root_and_spans() -> None:
     assert trace.root is not None
     assert trace.root.get("trace.span_id") == (1).to_bytes(8, "big").hex()
     assert WireTrace(batch.trace_ids[0], batch.spans, batch.origins, -1).root is None
+
+
+def _value_first(key_value: KeyValue) -> bytes:
+    """A KeyValue's bytes with its value written before its key (the Collector's order)."""
+    key = key_value.key.encode()
+    value = key_value.value.SerializeToString()
+    return b"\x12" + encode_varint(len(value)) + value + b"\x0a" + encode_varint(len(key)) + key
+
+
+def _span_with(*key_values: bytes) -> bytes:
+    """A child span's bytes whose attributes are the given encoded KeyValues."""
+    raw = span(1, 2, 1).SerializeToString()
+    return raw + b"".join(b"\x4a" + encode_varint(len(kv)) + kv for kv in key_values)
+
+
+def test_a_value_written_before_its_key_is_found() -> None:
+    raw = _span_with(
+        _value_first(kv("first", "a")), _value_first(kv("customer.id", "acme")), b"\x0a\x01z"
+    )
+    found = locate_span_attribute(raw, "customer.id")
+    assert found is not None and found.value() == "acme"
+    rebuilt = Span.FromString(raw[found.field_start : found.field_end])
+    assert [a.key for a in rebuilt.attributes] == ["customer.id"]
+    assert WireSpan(raw, _ORIGIN).get("first") == "a"
+    assert WireSpan(raw, _ORIGIN).get("z") is None  # a key with no value holds nothing
+
+
+def test_the_last_key_of_a_key_value_is_its_key_and_values_merge() -> None:
+    route = kv("http.route", "/cart").SerializeToString()
+    # key "customer.id", then key "http.route": protobuf keeps the last, so this is http.route.
+    renamed = b"\x0a\x0bcustomer.id" + route
+    # Two value fields merge: the AnyValue's oneof takes the last one written.
+    two_values = b"\x0a\x04plan" + b"\x12\x02\x18\x05" + b"\x12\x06\x0a\x04team"
+    raw = _span_with(renamed, two_values)
+    view = WireSpan(raw, _ORIGIN)
+    assert view.get("customer.id") is None
+    assert view.get("http.route") == "/cart"
+    assert view.get("plan") == "team"
+    message = Span.FromString(raw)
+    assert {a.key: a.value.WhichOneof("value") for a in message.attributes} == {
+        "http.route": "string_value",
+        "plan": "string_value",
+    }
+
+
+_ORIGIN = split_request(request(span(1, 2)).SerializeToString(), OriginInterner()).origins[0]
