@@ -6,9 +6,9 @@ records hold for it (on Kubernetes, the pod IP: `cluster.advertise: $(POD_IP):43
 
 Kubernetes adds a pod to a headless service's records once it is ready and removes it when it
 terminates, so joins and leaves follow readiness; a resolution that fails or comes back empty
-keeps the last list (a DNS hiccup must not reshuffle the cluster). A node the records do not
-list yet owns nothing and forwards everything it receives, which is what the others expect of
-it.
+keeps the last list (a DNS hiccup must not reshuffle the cluster); start-up waits for a first
+answer (up to `START_TIMEOUT`) rather than start alone. A node the records do not list yet owns
+nothing and forwards everything it receives, which is what the others expect of it.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 
 from refinery_py.cluster.membership import MembersChanged
 from refinery_py.model.addresses import join_host_port
 from refinery_py.telemetry.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
+
+START_TIMEOUT = 30.0
 
 
 class DnsMembers:
@@ -39,8 +42,14 @@ class DnsMembers:
         self._log = ThrottledLog(log, interval=30.0)
 
     async def start(self, changed: MembersChanged) -> None:
+        """Wait for a first answer (up to START_TIMEOUT: a node that cannot see the others must
+        not start alone and split traces with them), then keep resolving."""
         self._changed = changed
-        await self._resolve()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not await self._resolve():
+            if time.monotonic() > deadline:
+                raise OSError(f"{self._host} did not resolve to any address")
+            await asyncio.sleep(0.5)
         self._task = asyncio.create_task(self._loop(), name="dns-members")
 
     async def stop(self) -> None:
@@ -62,7 +71,8 @@ class DnsMembers:
             self._wakeup.clear()
             await self._resolve()
 
-    async def _resolve(self) -> None:
+    async def _resolve(self) -> bool:
+        """Resolve once; whether an answer came (a failed or empty one keeps the last list)."""
         loop = asyncio.get_running_loop()
         try:
             answers = await loop.getaddrinfo(
@@ -70,14 +80,15 @@ class DnsMembers:
             )
         except (OSError, UnicodeError) as error:
             self._log.report("resolve", "resolving %s failed: %s", self._host, error)
-            return
+            return False
         members = tuple(
             sorted({join_host_port(str(address[4][0]), self._port) for address in answers})
         )
         if not members:
             self._log.report("empty", "%s resolved to no addresses", self._host)
-            return
+            return False
         if members != self._members:
             self._members = members
             if self._changed is not None:
                 self._changed(members)
+        return True

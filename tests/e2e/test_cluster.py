@@ -300,3 +300,26 @@ def test_a_rules_change_on_one_member_reaches_the_others(tmp_path: Path) -> None
         assert backend.spans() == []  # both nodes (both workers of the second) drop all
         for node in nodes:
             assert node.terminate() == 0
+
+
+def test_dns_membership_is_wired_end_to_end(tmp_path: Path) -> None:
+    """A node whose DNS name resolves to itself only (an IP literal here: a second address would
+    need a resolver of our own) serves as a one-member DNS cluster."""
+    port = free_port()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(KEEP_ALL)
+    with RecordingBackend() as backend:
+        config = write_node_config(
+            tmp_path, "dns", backend, [f"dns: 127.0.0.1:{port}", "dns_refresh: 1s"], peer_port=port
+        )
+        with RefineryProcess(config, rules) as node:
+            assert members(node) == {
+                "self": f"127.0.0.1:{port}",
+                "members": [f"127.0.0.1:{port}"],
+                "source": "dns",
+            }
+            traffic = SpreadTraffic(seed=51)
+            send_traces(traffic, [address_of(node)], 5)
+            wait_until(lambda: len(backend.spans()) == 30, what="every span exported")
+            check_whole_once(backend, traffic)
+            assert node.terminate() == 0
