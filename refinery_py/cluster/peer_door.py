@@ -13,8 +13,9 @@ of its own node, on a Unix socket:
 
 Every answer carries `X-Refinery-Workers`, so senders learn which door owns what. With a shared
 secret (`cluster.secret`) every request must carry it as a bearer token; without one the door
-also checks that forwarded spans are valid OTLP (the sending member checked them at its front
-door, but an unauthenticated door must not trust that).
+also checks that forwarded spans from other nodes are valid OTLP (the sending member checked them
+at its front door, but an unauthenticated door must not trust that). Sibling workers of the
+node, on the Unix socket, are trusted: they checked what they forward.
 """
 
 from __future__ import annotations
@@ -145,6 +146,16 @@ class PeerDoor:
         assert self._secret is not None
         return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self._secret)
 
+    def _must_validate(self, request: web.Request) -> bool:
+        """Whether forwarded spans are checked again as OTLP: not from a sibling worker (the Unix
+        socket is reachable only from this node, in a directory only its user can enter) nor
+        from a member that knows the cluster secret; both validated them at their front door."""
+        if self._secret is not None:
+            return False
+        transport = request.transport
+        local = transport is not None and isinstance(transport.get_extra_info("sockname"), str)
+        return not local
+
     def _hops(self, request: web.Request) -> int:
         try:
             return max(1, int(request.headers.get(HOPS_HEADER, "1")))
@@ -156,7 +167,7 @@ class PeerDoor:
         self._bytes.inc(len(body))
         try:
             batch = decode_span_batches(body, self._origins)
-            if self._secret is None and batch.spans:
+            if self._must_validate(request) and batch.spans:
                 validate_request(frame_spans(batch.spans, batch.origins))
         except MalformedPayload as exc:
             self._refused("malformed", str(exc))
@@ -178,7 +189,7 @@ class PeerDoor:
         try:
             handoff = decode_handoffs(body, self._origins)
             spans = [s for trace in handoff.traces for s in trace.spans]
-            if self._secret is None and spans:
+            if self._must_validate(request) and spans:
                 origins = [o for trace in handoff.traces for o in trace.origins]
                 validate_request(frame_spans(spans, origins))
         except MalformedPayload as exc:
