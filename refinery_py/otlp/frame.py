@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from refinery_py.model import Decision, Origin
 from refinery_py.otlp import tracestate
 from refinery_py.otlp.lite import SpanHead
-from refinery_py.otlp.span_view import locate_span_attribute
+from refinery_py.otlp.span_search import locate_span_attribute
 from refinery_py.otlp.wire import LEN, encode_varint, iter_fields
 
 _RESOURCE_SPANS_TAG = b"\x0a"  # ExportTraceServiceRequest field 1

@@ -1,256 +1,32 @@
-"""Read named fields from buffered span bytes, on demand: the span view samplers see.
+"""Read named fields from buffered span bytes, on demand: the span and trace views samplers see.
 
-Nothing is decoded until a rule asks. A span attribute is found by searching the span's bytes for
-the encoded key (a C-speed substring search) and checking that the hit really is the key of a
-top-level attribute, whatever order the writer put the fields in, so the common "this span doesn't
-have that field" answer costs well under a microsecond. Intrinsic fields (name, status, duration,
-...) parse the span once with upb. Resource and scope attributes are decoded once per distinct
-resource/scope and cached on the shared `Origin`.
+Nothing is decoded until a sampler asks. A span is read one of two ways, chosen by its trace's
+`FieldPlan`: compiled, in one walk of its fields that finds everything the samplers read
+(`span_fields`); interpreted, field by field with substring searches (`span_search`), since an
+interpreted walk costs ten times a search. Both give the same answers. Resource and scope
+attributes are decoded once per distinct resource/scope and cached on the shared `Origin`.
 """
 
 from __future__ import annotations
 
-import re
-from bisect import bisect_right
 from collections.abc import Sequence
-from typing import NamedTuple
 
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
 from refinery_py.model import FieldValue, Origin
-from refinery_py.otlp.values import attributes_to_fields, decode_any_value
-from refinery_py.otlp.wire import (
-    FIXED64,
-    LEN,
-    VARINT,
-    encode_varint,
-    iter_fields,
-    read_varint,
-    skip_field,
-)
+from refinery_py.otlp.span_fields import INTRINSIC_FIELDS, STATUS_ERROR, FieldPlan, SpanFields
+from refinery_py.otlp.span_search import Attribute, SearchedSpan, locate_span_attribute
+from refinery_py.otlp.values import attributes_to_fields
 
-_KIND_NAMES = {
-    Span.SPAN_KIND_UNSPECIFIED: "unspecified",
-    Span.SPAN_KIND_INTERNAL: "internal",
-    Span.SPAN_KIND_SERVER: "server",
-    Span.SPAN_KIND_CLIENT: "client",
-    Span.SPAN_KIND_PRODUCER: "producer",
-    Span.SPAN_KIND_CONSUMER: "consumer",
-}
-_STATUS_ERROR = 2
-_ERROR_CODE = re.compile(b"\x18\x02")
-"""Status.code (field 3) = STATUS_CODE_ERROR. Searched with `re`, whose literal scan is 2-3×
-faster here than `bytes.__contains__`, which stalls on the many 0x18 bytes (int attributes)."""
-_ATTRIBUTE_TAG = 0x4A  # Span field 9 (attributes), length-delimited
-_VALUE_TAG = 0x12  # KeyValue field 2 (value)
-
-INTRINSIC_FIELDS = frozenset(
-    {
-        "trace.trace_id",
-        "trace.span_id",
-        "trace.parent_id",
-        "name",
-        "span.kind",
-        "type",
-        "duration_ms",
-        "status_code",
-        "status_message",
-        "error",
-        "span.num_events",
-        "span.num_links",
-    }
-)
-"""Fields computed from the span itself rather than read from an attribute."""
-
-_signatures: dict[str, bytes] = {}
-
-
-def _signature(key: str) -> bytes:
-    """The bytes a KeyValue with this key starts with: field 1 tag, length, UTF-8 key."""
-    signature = _signatures.get(key)
-    if signature is None:
-        encoded = key.encode()
-        signature = b"\x0a" + encode_varint(len(encoded)) + encoded
-        if len(_signatures) < 65536:
-            _signatures[key] = signature
-    return signature
-
-
-class Attribute(NamedTuple):
-    """Where one top-level span attribute sits, and its value.
-
-    `raw[field_start:field_end]` is the whole attribute field (tag, length, KeyValue), what an
-    edit removes. The value is the encoded AnyValue `buf[value_start:value_end]`: `buf` is the
-    span's bytes, except for a KeyValue holding several value fields, whose merge (protobuf
-    concatenates them) is a new bytes object.
-    """
-
-    field_start: int
-    field_end: int
-    buf: bytes
-    value_start: int
-    value_end: int
-
-    def value(self) -> FieldValue | None:
-        """The decoded value (None for an empty one)."""
-        return decode_any_value(self.buf, self.value_start, self.value_end)
-
-
-class AttributeIndex:
-    """Where a span's top-level attributes start and end, learned by walking its fields lazily.
-
-    The walk is what makes a substring hit trustworthy: an attribute's encoded key can also occur
-    inside a string value (a URL path is attacker-controlled), inside an event's or a link's
-    attributes, or inside another attribute's value; only a hit that is the key field of a
-    top-level KeyValue is real. Fields are skipped by their lengths, never decoded, and only as
-    far as the furthest hit asked about: instrumentations put the attributes rules care about
-    (route, customer) early, so most lookups walk a fraction of the span. The walk takes the
-    span's fields in whatever order they were written.
-
-    A KeyValue is confirmed from its first bytes when written key first and value second (what
-    SDKs write), or value first and key second (what the Collector writes); any other layout
-    (repeated fields: protobuf's last key, and the merge of every value) is read field by field.
-    """
-
-    __slots__ = ("_ends", "_starts", "_walked", "raw")
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self._ends: dict[int, int] = {}
-        """KeyValue start offset → end offset, for the attributes walked past so far (in order)."""
-        self._starts: list[int] = []
-        """The keys of `_ends`, as a list for bisecting; rebuilt when the walk has gone further."""
-        self._walked = 0
-
-    def _walk_past(self, offset: int) -> None:
-        raw = self.raw
-        ends = self._ends
-        pos = self._walked
-        end = len(raw)
-        while pos <= offset and pos < end:
-            tag = raw[pos]
-            if tag >= 0x80:  # field numbers ≥ 16 (flags, future fields): general path
-                key, pos = read_varint(raw, pos)
-                pos = skip_field(raw, pos, key & 7, end)
-                continue
-            wire_type = tag & 7
-            if wire_type == LEN:
-                length = raw[pos + 1]
-                if length < 0x80:
-                    start = pos + 2
-                else:
-                    length, start = read_varint(raw, pos + 1)
-                pos = start + length
-                if tag == _ATTRIBUTE_TAG:
-                    ends[start] = pos
-            elif wire_type == FIXED64:  # start and end times
-                pos += 9
-            elif wire_type == VARINT and raw[pos + 1] < 0x80:  # kind, dropped counts
-                pos += 2
-            else:
-                pos = skip_field(raw, pos + 1, wire_type, end)
-        self._walked = pos
-
-    def value(self, key: str) -> FieldValue | None:
-        """The value of the first top-level span attribute named `key` (None: absent or empty).
-
-        The substring search answers "absent" (the common case) without walking at all.
-        """
-        raw = self.raw
-        signature = _signature(key)
-        hit = raw.find(signature)
-        while hit >= 0:
-            if hit >= self._walked:
-                self._walk_past(hit)
-            end = self._ends.get(hit)
-            if end is not None:  # key first, then a short value ending the KeyValue: read it
-                value_pos = hit + len(signature)
-                if (
-                    value_pos + 2 <= end
-                    and raw[value_pos] == _VALUE_TAG
-                    and raw[value_pos + 1] < 0x80
-                    and value_pos + 2 + raw[value_pos + 1] == end
-                ):
-                    return decode_any_value(raw, value_pos + 2, end)
-            found = self._attribute_at(hit, signature)
-            if found is not None:
-                return found.value()
-            hit = raw.find(signature, hit + 1)
-        return None
-
-    def locate(self, key: str) -> Attribute | None:
-        """The first top-level span attribute named `key`, with its bounds, or None."""
-        raw = self.raw
-        signature = _signature(key)
-        hit = raw.find(signature)
-        while hit >= 0:
-            found = self._attribute_at(hit, signature)
-            if found is not None:
-                return found
-            hit = raw.find(signature, hit + 1)
-        return None
-
-    def _attribute_at(self, hit: int, signature: bytes) -> Attribute | None:
-        """The attribute whose key field is the `signature` found at `hit`, if it is one."""
-        if hit >= self._walked:
-            self._walk_past(hit)
-        raw = self.raw
-        start = hit
-        end = self._ends.get(hit)
-        if end is None:
-            if len(self._starts) != len(self._ends):
-                self._starts = list(self._ends)
-            index = bisect_right(self._starts, hit) - 1
-            if index < 0:
-                return None
-            start = self._starts[index]
-            end = self._ends[start]
-            if hit >= end:
-                return None  # not inside a top-level attribute
-        value_pos = hit + len(signature) if start == hit else start
-        if value_pos < end and raw[value_pos] == _VALUE_TAG:
-            value_length, value_start = read_varint(raw, value_pos + 1)
-            value_end = value_start + value_length
-            # Key then value, ending the KeyValue; or value then key, the key ending it.
-            if (start == hit and value_end == end) or (
-                value_end == hit and hit + len(signature) == end
-            ):
-                return Attribute(_field_start(raw, start), end, raw, value_start, value_end)
-        return self._read_key_value(start, end, hit)
-
-    def _read_key_value(self, start: int, end: int, hit: int) -> Attribute | None:
-        """The general path: the KeyValue at raw[start:end], if its last key field is at `hit`."""
-        raw = self.raw
-        key_at = -1
-        values: list[tuple[int, int]] = []
-        for field, wire_type, field_start, value_start, value_end in iter_fields(raw, start, end):
-            if wire_type != LEN:
-                continue
-            if field == 1:
-                key_at = field_start
-            elif field == 2:
-                values.append((value_start, value_end))
-        if key_at != hit:
-            return None
-        field_start = _field_start(raw, start)
-        if len(values) == 1:
-            return Attribute(field_start, end, raw, *values[0])
-        merged = b"".join(raw[value_start:value_end] for value_start, value_end in values)
-        return Attribute(field_start, end, merged, 0, len(merged))
-
-
-def _field_start(raw: bytes, key_value_start: int) -> int:
-    """Where the attribute field holding the KeyValue at `key_value_start` begins: back over its
-    length varint (whose bytes but the last have the high bit set) to its one-byte tag."""
-    pos = key_value_start - 1
-    while raw[pos - 1] >= 0x80:
-        pos -= 1
-    return pos - 1
-
-
-def locate_span_attribute(raw: bytes, key: str) -> Attribute | None:
-    """`AttributeIndex(raw).locate(key)`, for one-off lookups."""
-    return AttributeIndex(raw).locate(key)
+__all__ = [
+    "INTRINSIC_FIELDS",
+    "Attribute",
+    "FieldPlan",
+    "WireSpan",
+    "WireTrace",
+    "locate_span_attribute",
+    "origin_fields",
+]
 
 
 class OriginFields:
@@ -280,83 +56,87 @@ def origin_fields(origin: Origin) -> dict[str, FieldValue]:
 
 
 class WireSpan:
-    """A SpanView over one span's wire bytes."""
+    """A SpanView over one span's wire bytes, read the way its `plan` says (see the module)."""
 
-    __slots__ = ("_index", "_message", "origin", "raw")
+    __slots__ = ("_fields", "_searched", "origin", "plan", "raw")
 
-    def __init__(self, raw: bytes, origin: Origin) -> None:
+    def __init__(self, raw: bytes, origin: Origin, plan: FieldPlan | None = None) -> None:
         self.raw = raw
         self.origin = origin
-        self._message: Span | None = None
-        self._index: AttributeIndex | None = None
+        self.plan = plan if plan is not None else FieldPlan()
+        self._fields: SpanFields | None = None
+        self._searched: SearchedSpan | None = None
+
+    def _walked(self, slot: int = -1) -> SpanFields:
+        """The walk's findings; walked on first use, and again if `slot` was planned since."""
+        fields = self._fields
+        if fields is None or fields.planned <= slot:
+            fields = self._fields = SpanFields(self.raw, self.plan)
+        return fields
+
+    def _search(self) -> SearchedSpan:
+        searched = self._searched
+        if searched is None:
+            searched = self._searched = SearchedSpan(self.raw)
+        return searched
 
     def span_attribute(self, field: str) -> FieldValue | None:
         """The span's own attribute `field` (not the resource's or scope's), or None."""
-        raw = self.raw
-        if _signature(field) not in raw:
-            return None
-        if self._index is None:
-            self._index = AttributeIndex(raw)
-        return self._index.value(field)
+        plan = self.plan
+        if plan.walks:
+            slot = plan.slot(field)
+            if slot >= 0:
+                return self._walked(slot).values[slot]
+        return self._search().attribute(field)
 
-    @property
-    def message(self) -> Span:
-        """The span parsed by upb, on first use."""
-        if self._message is None:
-            self._message = Span.FromString(self.raw)
-        return self._message
+    def has_attribute(self, field: str) -> bool:
+        """Whether the span itself (not its resource or scope) has an attribute `field`."""
+        plan = self.plan
+        if plan.walks:
+            slot = plan.slot(field)
+            if slot >= 0:
+                return self._walked(slot).has(slot)
+        return self._search().has_attribute(field)
+
+    def is_error(self) -> bool:
+        """Whether the span's status is ERROR."""
+        if self.plan.walks:
+            return self._walked().status_code == STATUS_ERROR
+        return self._search().intrinsic("error") is True
 
     def get(self, field: str) -> FieldValue | None:
         if field in INTRINSIC_FIELDS:
-            return self._intrinsic(field)
+            if self.plan.walks:
+                return self._walked().intrinsic(self.raw, field)
+            return self._search().intrinsic(field)
         value = self.span_attribute(field)
         if value is not None:
             return value
         return origin_fields(self.origin).get(field)
 
-    def _intrinsic(self, field: str) -> FieldValue | None:
-        if field == "error":
-            # Most spans are not errors; rule that out with a substring search before parsing.
-            if _ERROR_CODE.search(self.raw) is None or self.message.status.code != _STATUS_ERROR:
-                return None
-            return True
-        span = self.message
-        if field == "name":
-            return span.name
-        if field in ("span.kind", "type"):
-            return _KIND_NAMES.get(span.kind, "unspecified")
-        if field == "duration_ms":
-            return (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
-        if field == "status_code":
-            return int(span.status.code)
-        if field == "status_message":
-            return span.status.message or None
-        if field == "trace.trace_id":
-            return span.trace_id.hex()
-        if field == "trace.span_id":
-            return span.span_id.hex()
-        if field == "trace.parent_id":
-            parent = span.parent_span_id
-            return parent.hex() if parent and any(parent) else None
-        if field == "span.num_events":
-            return len(span.events)
-        if field == "span.num_links":
-            return len(span.links)
-        return None
-
 
 class WireTrace:
-    """A TraceView over a buffered trace's span bytes."""
+    """A TraceView over a buffered trace's span bytes.
 
-    __slots__ = ("_spans", "origins", "raw_spans", "raw_trace_id", "root_index")
+    `plan` says how to read the spans and, for the walk, which attribute keys to look for; the
+    pipeline shares one plan among all the traces it decides, so it learns them once.
+    """
+
+    __slots__ = ("_spans", "origins", "plan", "raw_spans", "raw_trace_id", "root_index")
 
     def __init__(
-        self, trace_id: bytes, raw_spans: list[bytes], origins: list[Origin], root_index: int
+        self,
+        trace_id: bytes,
+        raw_spans: list[bytes],
+        origins: list[Origin],
+        root_index: int,
+        plan: FieldPlan | None = None,
     ) -> None:
         self.raw_trace_id = trace_id
         self.raw_spans = raw_spans
         self.origins = origins
         self.root_index = root_index
+        self.plan = plan if plan is not None else FieldPlan()
         self._spans: list[WireSpan] | None = None
 
     @property
@@ -365,10 +145,29 @@ class WireTrace:
 
     @property
     def spans(self) -> Sequence[WireSpan]:
-        if self._spans is None:
-            self._spans = list(map(WireSpan, self.raw_spans, self.origins))
-        return self._spans
+        spans = self._spans
+        if spans is None:
+            plan = self.plan
+            spans = self._spans = [
+                WireSpan(raw, origin, plan)
+                for raw, origin in zip(self.raw_spans, self.origins, strict=True)
+            ]
+        return spans
 
     @property
     def root(self) -> WireSpan | None:
         return self.spans[self.root_index] if self.root_index >= 0 else None
+
+    def spans_with(self, field: str) -> Sequence[WireSpan]:
+        """The spans that have `field`: exactly those, except that an intrinsic field other
+        than `error` answers with every span, and so does a field of a resource or scope of
+        the trace (a span without the attribute itself reads it there)."""
+        spans = self.spans
+        if field in INTRINSIC_FIELDS:
+            if field == "error":
+                return [span for span in spans if span.is_error()]
+            return spans
+        for origin in set(self.origins):
+            if field in origin_fields(origin):
+                return spans
+        return [span for span in spans if span.has_attribute(field)]

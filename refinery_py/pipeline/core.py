@@ -27,6 +27,7 @@ from refinery_py.model import (
 )
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.frame import encode_kept_trace
+from refinery_py.otlp.span_fields import FieldPlan
 from refinery_py.otlp.span_view import WireTrace
 from refinery_py.pipeline.admission import backlog_refusal, lag_refusal
 from refinery_py.pipeline.membership import Membership
@@ -101,6 +102,8 @@ class Pipeline:
         self.backlogs = tuple(backlogs)
         """Export queues that must not overflow: admission refuses before they would."""
         self.relief = StressRelief(self, relief) if relief is not None else None
+        self.field_plan = FieldPlan()
+        """The span attributes the rules read, learned from them: every span is walked once."""
         self.lag = 0.0
         """How late the last tick ran: the sign of an event loop that cannot keep up."""
         self.kept_share = 1.0
@@ -215,13 +218,17 @@ class Pipeline:
             return
         self.metrics.late_spans.labels("kept" if decision.keep else "dropped").inc(len(late.spans))
         self.export(
-            WireTrace(trace_id, late.spans, late.origins, -1), decision, SendReason.LATE_SPAN
+            WireTrace(trace_id, late.spans, late.origins, -1, self.field_plan),
+            decision,
+            SendReason.LATE_SPAN,
         )
 
     # ---- decisions ----------------------------------------------------------------------
 
     def _decide(self, trace: BufferedTrace, now: float) -> None:
-        view = WireTrace(trace.trace_id, trace.spans, trace.origins, trace.root_index)
+        view = WireTrace(
+            trace.trace_id, trace.spans, trace.origins, trace.root_index, self.field_plan
+        )
         try:
             decision = self.decider.decide(view, now)
         except Exception:

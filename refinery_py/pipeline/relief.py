@@ -77,7 +77,7 @@ class StressRelief:
             metrics.traces_decided_by_reason.labels(label, RELIEF_REASON).inc()
             metrics.spans_decided.labels(label).inc(len(late.spans))
             if decision.keep or pipeline.dry_run:
-                trace = WireTrace(trace_id, late.spans, late.origins, -1)
+                trace = WireTrace(trace_id, late.spans, late.origins, -1, pipeline.field_plan)
                 pipeline.export(trace, decision, SendReason.STRESS_RELIEF)
         pipeline.settle(arrivals, now)
 

@@ -18,6 +18,7 @@ from refinery_py.assemble import BufferedTrace, DecisionCache, TraceBuffer
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.otlp.span_fields import FieldPlan
 from refinery_py.otlp.span_view import WireTrace
 
 _NANOS = 1e-9
@@ -77,6 +78,7 @@ def replay(
 class _Replay:
     def __init__(self, engine: RulesEngine, settings: ReplaySettings) -> None:
         self.engine = engine
+        self.field_plan = FieldPlan()
         self.settings = settings
         self.result = ReplayResult()
         self.buffer = TraceBuffer(
@@ -115,7 +117,9 @@ class _Replay:
         return result
 
     def decide(self, trace: BufferedTrace, now: float) -> None:
-        view = WireTrace(trace.trace_id, trace.spans, trace.origins, trace.root_index)
+        view = WireTrace(
+            trace.trace_id, trace.spans, trace.origins, trace.root_index, self.field_plan
+        )
         decision = self.engine.decide(view, now)
         self.buffer.decisions.record(trace.trace_id, decision, trace.reason, now)
         self.result.traces.append(

@@ -27,7 +27,7 @@ from refinery_py.model import KeptTrace, SpanBatch
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.otlp.json import json_to_protobuf, request_to_json
-from refinery_py.otlp.span_view import WireTrace
+from refinery_py.otlp.span_view import FieldPlan, WireTrace
 from refinery_py.pipeline import Pipeline
 from refinery_py.telemetry import Metrics
 from tests.otlp_reorder import Order, reorder_request
@@ -119,8 +119,9 @@ def test_split_finds_the_same_traces_roots_and_invalid_spans(
     assert actual == expected
 
 
-def _traces(batches: list[SpanBatch]) -> list[WireTrace]:
-    """Every trace of `batches`, its spans in arrival order, as the buffer would hold it."""
+def _traces(batches: list[SpanBatch], walks: bool) -> list[WireTrace]:
+    """Every trace of `batches`, its spans in arrival order, as the buffer would hold it, read
+    by one walk per span or by a search per field."""
     grouped: dict[bytes, tuple[list[bytes], list[Any], list[int]]] = {}
     for batch in batches:
         for index, trace_id in enumerate(batch.trace_ids):
@@ -130,16 +131,16 @@ def _traces(batches: list[SpanBatch]) -> list[WireTrace]:
             spans.append(batch.spans[index])
             origins.append(batch.origins[index])
     return [
-        WireTrace(trace_id, spans, origins, roots[0] if roots else -1)
+        WireTrace(trace_id, spans, origins, roots[0] if roots else -1, FieldPlan(walks=walks))
         for trace_id, (spans, origins, roots) in grouped.items()
     ]
 
 
-def _reading(batches: list[SpanBatch]) -> list[tuple[Any, ...]]:
+def _reading(batches: list[SpanBatch], walks: bool = False) -> list[tuple[Any, ...]]:
     """Everything rules can read from each trace: fields of every span, customer, keys."""
     keys = [TraceKey(fields, use_trace_length=True) for fields in KEYS]
     out: list[tuple[Any, ...]] = []
-    for trace in _traces(batches):
+    for trace in _traces(batches, walks):
         fields = [tuple(span.get(field) for field in FIELDS) for span in trace.spans]
         root = trace.root
         root_fields = None if root is None else tuple(root.get(field) for field in FIELDS)
@@ -155,15 +156,21 @@ def _reading(batches: list[SpanBatch]) -> list[tuple[Any, ...]]:
     return out
 
 
+@pytest.mark.parametrize("walks", [True, False], ids=["walk", "search"])
 @pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
 def test_every_field_customer_and_key_reads_the_same(
-    canonical: list[bytes], variant: tuple[Order, int, bool]
+    canonical: list[bytes], variant: tuple[Order, int, bool], walks: bool
 ) -> None:
     _, canonical_batches = _split(canonical, validate=True)
     expected = _reading(canonical_batches)
     assert {"acme", "resource-wide", ""} <= {reading[3] for reading in expected}
     _, batches = _split(_reencoded(canonical, variant), validate=True)
-    assert _reading(batches) == expected
+    assert _reading(batches, walks) == expected
+
+
+def test_the_walk_and_the_search_read_the_same(canonical: list[bytes]) -> None:
+    _, batches = _split(canonical, validate=True)
+    assert _reading(batches, walks=True) == _reading(batches, walks=False)
 
 
 class Collecting:
