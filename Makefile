@@ -7,7 +7,7 @@ PEER := bench/peers/bin/otelcol-bench
 JAEGER := bench/peers/bin/jaeger
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers jaeger system-deps clean docs
+.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers jaeger system-deps clean docs compiled
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery_py needs Python 3.11+"'
@@ -16,14 +16,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+## make compiled: compile the per-span modules with mypyc (refinery_py/compiled.py) unless the
+## build is current; without a C compiler refinery_py runs them as pure Python
+compiled: $(STAMP)
+	@$(BIN)/python -c 'from refinery_py.compiled import main; main(["build"])'
+
 ## make run: install into .venv and start `refinery-py serve` on the built-in defaults
 ##   (CONFIG=FILE starts it with that config file)
-run: $(STAMP)
+run: $(STAMP) compiled
 	$(BIN)/refinery-py serve $(if $(CONFIG),--config $(CONFIG))
 
 ## make test: every quality gate and the whole test suite (builds or installs the real servers the
 ## tests run: the Collector and Jaeger from the Go module proxy, Redis and Prometheus from Debian)
-test: $(STAMP) peers system-deps lint typecheck
+test: $(STAMP) compiled peers system-deps lint typecheck
 	$(BIN)/python -m pytest
 
 docs: $(STAMP)
@@ -35,10 +40,10 @@ fmt: $(STAMP)
 
 ## make bench: refinery_py end to end beside the OpenTelemetry Collector's tail sampler (minutes)
 ## make bench-quick: the same in under a minute; what the figures mean: bench/README.md
-bench: $(STAMP) $(PEER)
+bench: $(STAMP) compiled $(PEER)
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) $(PEER)
+bench-quick: $(STAMP) compiled $(PEER)
 	$(BIN)/python -m bench.run --quick
 
 ## make peers: build the Collector (the benchmark's rival; runs collector/) and Jaeger, side by side
@@ -79,4 +84,4 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache refinery-data
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache refinery-data build/compiled

@@ -11,13 +11,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from refinery_py.assemble.decision_cache import CachedDecision, DecisionCache
 from refinery_py.model import HandedOffTrace, Origin, SendReason, SpanBatch
 
-SPAN_OVERHEAD_BYTES = 56
+SPAN_OVERHEAD_BYTES: Final = 56
 """Bookkeeping per buffered span beyond its wire bytes: bytes-object header and two list slots."""
-TRACE_OVERHEAD_BYTES = 480
+TRACE_OVERHEAD_BYTES: Final = 480
 """Bookkeeping per buffered trace: the trace object, its two lists, dict and heap entries."""
 
 

@@ -10,7 +10,7 @@ interned, so a span costs one bytes object plus two list slots until its trace i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -20,9 +20,9 @@ from refinery_py.otlp.errors import MalformedPayload
 from refinery_py.otlp.lite import IdsRequest
 from refinery_py.otlp.wire import LEN, iter_fields, read_varint, skip_field
 
-_ZERO8 = bytes(8)
-_ZERO16 = bytes(16)
-_SPANS_TAG = 0x12  # ScopeSpans field 2 (spans), also ResourceSpans field 2 (scope_spans)
+_ZERO8: Final = bytes(8)
+_ZERO16: Final = bytes(16)
+_SPANS_TAG: Final = 0x12  # ScopeSpans field 2 (spans), also ResourceSpans field 2 (scope_spans)
 
 
 class OriginInterner:
@@ -91,7 +91,7 @@ def split_request(body: bytes, origins: OriginInterner, *, validate: bool = True
     return batch
 
 
-_FRAMING = "request framing is not what protobuf reads (non-minimal tags?)"
+_FRAMING: Final = "request framing is not what protobuf reads (non-minimal tags?)"
 
 
 def _split_resource_spans(

@@ -7,10 +7,17 @@ for the rest.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 
 from refinery_py.otlp.errors import MalformedPayload
 
-VARINT, FIXED64, LEN, START_GROUP, END_GROUP, FIXED32 = 0, 1, 2, 3, 4, 5
+# Final, so that compiled modules (see refinery_py/compiled.py) use them as constants.
+VARINT: Final = 0
+FIXED64: Final = 1
+LEN: Final = 2
+START_GROUP: Final = 3
+END_GROUP: Final = 4
+FIXED32: Final = 5
 
 _SMALL_VARINTS: tuple[bytes, ...] = tuple(
     bytes((n,)) if n < 0x80 else bytes(((n & 0x7F) | 0x80, n >> 7)) for n in range(1 << 14)

@@ -72,7 +72,7 @@ LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
         set(),
     ),
 }
-TOP_LEVEL_MODULES = {"app", "cli", "__main__", "__init__"}
+TOP_LEVEL_MODULES = {"app", "cli", "compiled", "__main__", "__init__"}
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
