@@ -46,6 +46,7 @@ class Condition:
         "_nested",
         "_nested_on_root",
         "_rest",
+        "absent_matches",
         "reads",
         "single",
         "test",
@@ -54,6 +55,8 @@ class Condition:
     def __init__(self, spec: ConditionSpec, check_nested_fields: bool = False) -> None:
         self.test = compile_operator(spec).test
         """The operator: does a value (None when absent) meet the condition?"""
+        self.absent_matches = self.test(None)
+        """Whether a span without the field meets the condition (`not-exists`, `!=`, ...)."""
         fields = spec.fields
         # Refinery recognizes the computed field only as a condition's single `Field`.
         self._counts_spans = fields == (NUM_DESCENDANTS,)

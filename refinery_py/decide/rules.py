@@ -90,17 +90,23 @@ class _Rule:
         if self._downstream is not None:
             self.reads |= self._downstream.fields_used()
 
-    def matches(self, spans: Sequence[SpanView], root: SpanView | None) -> bool:
+    def matches(self, trace: TraceView, spans: Sequence[SpanView], root: SpanView | None) -> bool:
         if self._always:
             return True
         if self._never:
             return False
         if self._span_scope:
-            return self._matches_one_span(spans, root)
-        return self._matches_trace(spans, root)
+            return self._matches_one_span(trace, spans, root)
+        return self._matches_trace(trace, spans, root)
 
-    def _matches_trace(self, spans: Sequence[SpanView], root: SpanView | None) -> bool:
-        """Scope trace: each condition may be met by a different span."""
+    def _matches_trace(
+        self, trace: TraceView, spans: Sequence[SpanView], root: SpanView | None
+    ) -> bool:
+        """Scope trace: each condition may be met by a different span.
+
+        A condition on one field asks only the spans that may have it (`spans_with`): most
+        fields rules test are on few spans or none, and the answer for the others is known.
+        """
         has_root = root is not None
         for wanted in self._root_wanted:
             if has_root is not wanted:
@@ -110,7 +116,12 @@ class _Rule:
             single = condition.single
             if single is not None and count:
                 test = condition.test
-                for span in spans:
+                candidates = trace.spans_with(single)
+                if condition.absent_matches:
+                    if len(candidates) < count:
+                        continue  # a span without the field meets it
+                    candidates = spans
+                for span in candidates:
                     if test(span.get(single)):
                         break
                 else:
@@ -127,19 +138,28 @@ class _Rule:
                 return False
         return True
 
-    def _matches_one_span(self, spans: Sequence[SpanView], root: SpanView | None) -> bool:
-        """Scope span: one span must meet every condition."""
+    def _matches_one_span(
+        self, trace: TraceView, spans: Sequence[SpanView], root: SpanView | None
+    ) -> bool:
+        """Scope span: one span must meet every condition, so only the spans that may have the
+        field of a condition a span without it fails need testing."""
         count = len(spans)
         pending = 0  # bit i set: condition i must be tested span by span
+        candidates = spans
         for bit, condition in self._indexed:
             state = condition.trace_level(root, count)
             if state == MISS:
                 return False
             if state == PER_SPAN:
                 pending |= bit
+                single = condition.single
+                if single is not None and not condition.absent_matches:
+                    narrowed = trace.spans_with(single)
+                    if len(narrowed) < len(candidates):
+                        candidates = narrowed
         if not pending:
             return True
-        for span in spans:
+        for span in candidates:
             for bit, condition in self._indexed:
                 if pending & bit and not condition.on_span(root, span):
                     break
@@ -185,7 +205,7 @@ class RulesBasedSampler:
         spans = trace.spans
         root = trace.root
         for rule in self._rules:
-            if rule.matches(spans, root):
+            if rule.matches(trace, spans, root):
                 return rule.decide(trace, now)
         return NO_RULE_MATCHED
 

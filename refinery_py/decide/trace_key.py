@@ -78,7 +78,9 @@ class TraceKey:
                     scanned.append(root)
             room = MAX_KEY_VALUES
             for field in self._fields:
-                values = {span.get(field) for span in scanned}
+                # Only the spans that may have the field can add a value (see TraceView).
+                having = trace.spans_with(field) if scanned is spans else scanned
+                values = {span.get(field) for span in having}
                 values.discard(None)
                 if not values:
                     continue
@@ -89,11 +91,11 @@ class TraceKey:
                         parts.append(value + ONE_VALUE_END)
                         room -= 1
                         continue
-                texts = _texts(values, scanned, field)
+                texts = _texts(values, having, field)
                 if len(texts) >= room:
                     # Only a huge or hostile trace gets here; keep the first values met, in
                     # field then span order, like Refinery, and read no further fields.
-                    parts.append(_joined(_first_texts(scanned, field, room)))
+                    parts.append(_joined(_first_texts(having, field, room)))
                     break
                 room -= len(texts)
                 parts.append(_joined(texts))

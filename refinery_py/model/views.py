@@ -34,3 +34,9 @@ class TraceView(Protocol):
     def root(self) -> SpanView | None:
         """The root span (no parent), or None when it has not arrived."""
         ...
+
+    def spans_with(self, field: str) -> Sequence[SpanView]:
+        """The spans that may have `field`, in order: every span whose `get(field)` is not None
+        is among them (others may be too), so a sampler need not ask the rest. Returning every
+        span is always correct; a view that can rule spans out cheaply saves the asking."""
+        ...

@@ -49,6 +49,10 @@ class FakeTrace:
     def root(self) -> SpanView | None:
         return self._root
 
+    def spans_with(self, field: str) -> Sequence[SpanView]:
+        """Exactly the spans that have `field` (not counted as reads)."""
+        return [span for span in self._spans if span.fields.get(field) is not None]
+
     def reads(self) -> set[str]:
         return {name for span in self._spans for name in span.reads}
 

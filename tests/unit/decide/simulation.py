@@ -62,6 +62,9 @@ class SimTrace:
         self.customer = customer
         self.route = route
 
+    def spans_with(self, field: str) -> Sequence[SpanView]:
+        return self.spans
+
 
 def zipf_cumulative(n: int, s: float) -> list[float]:
     return list(itertools.accumulate(1.0 / rank**s for rank in range(1, n + 1)))

@@ -305,3 +305,64 @@ def test_every_field_read_is_declared() -> None:
         trace = FakeTrace(spans, root=root)
         sampler.decide(trace, now=0.0)
         assert trace.reads() <= sampler.fields_used()
+
+
+class _WiderTrace(FakeTrace):
+    """A FakeTrace whose `spans_with` also names some spans without the field (allowed)."""
+
+    def __init__(self, spans: list[dict[str, FieldValue]], root: int | None, seed: int) -> None:
+        super().__init__(spans, root=root)
+        self._rng = random.Random(seed)
+
+    def spans_with(self, field: str) -> list[FakeSpan]:
+        return [
+            s for s in self._spans if s.fields.get(field) is not None or self._rng.random() < 0.3
+        ]
+
+
+_OPERATORS = (
+    ("=", 1, None),
+    ("!=", "x", None),
+    (">", 0, "int"),
+    ("<=", 1.5, None),
+    ("starts-with", "/h", None),
+    ("contains", "il", None),
+    ("does-not-contain", "x", None),
+    ("exists", None, None),
+    ("not-exists", None, None),
+    ("in", [1, "x"], None),
+    ("not-in", ["x"], None),
+    ("matches", "^/h", None),
+)
+_VALUES: tuple[FieldValue | None, ...] = (None, None, 0, 1, 2, 1.5, "x", "/health", "fail", True)
+
+
+def test_asking_only_the_spans_that_may_have_a_field_decides_alike() -> None:
+    """Rules narrowed by `spans_with` (exact, wider, or every span) reach the same decisions."""
+    rng = random.Random(13)
+    for case in range(300):
+        conditions = [
+            cond(rng.choice("abc"), operator, value, datatype)
+            for operator, value, datatype in rng.sample(_OPERATORS, rng.randint(1, 3))
+        ]
+        sampler = rules_sampler(
+            rule("first", *conditions, scope=rng.choice(SCOPES)),
+            rule("second", cond(rng.choice("abc"), *rng.choice(_OPERATORS)), scope="span"),
+        )
+        spans = [
+            {field: value for field in "abc" if (value := rng.choice(_VALUES)) is not None}
+            for _ in range(rng.randint(1, 6))
+        ]
+        root = rng.choice([0, None])
+        exact = sampler.decide(FakeTrace(spans, root=root), now=0.0)
+        wider = sampler.decide(_WiderTrace(spans, root, seed=case), now=0.0)
+        every = sampler.decide(_AllSpans(spans, root), now=0.0)
+        assert exact == wider == every, (case, spans, conditions)
+
+
+class _AllSpans(FakeTrace):
+    def __init__(self, spans: list[dict[str, FieldValue]], root: int | None) -> None:
+        super().__init__(spans, root=root)
+
+    def spans_with(self, field: str) -> list[FakeSpan]:
+        return self._spans
