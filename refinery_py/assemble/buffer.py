@@ -23,7 +23,8 @@ TRACE_OVERHEAD_BYTES: Final = 480
 
 
 class BufferedTrace:
-    """One trace's spans so far. `spans[i]` came from `origins[i]`."""
+    """One trace's spans so far. `spans[i]` came from `origins[i]`; `span_bytes` is the sum of
+    their lengths (kept by the buffer as spans arrive)."""
 
     __slots__ = (
         "deadline",
@@ -32,6 +33,7 @@ class BufferedTrace:
         "reason",
         "root_index",
         "root_seen",
+        "span_bytes",
         "spans",
         "trace_id",
     )
@@ -40,6 +42,7 @@ class BufferedTrace:
         self.trace_id = trace_id
         self.spans: list[bytes] = []
         self.origins: list[Origin] = []
+        self.span_bytes = 0
         self.root_index = -1
         self.first_seen = now
         self.root_seen = 0.0
@@ -48,7 +51,7 @@ class BufferedTrace:
 
     def memory(self) -> int:
         """Estimated bytes this trace holds in the buffer."""
-        return sum(map(len, self.spans)) + SPAN_OVERHEAD_BYTES * len(self.spans)
+        return self.span_bytes + SPAN_OVERHEAD_BYTES * len(self.spans)
 
 
 @dataclass(slots=True)
@@ -119,7 +122,9 @@ class TraceBuffer:
                 trace = traces[trace_id] = BufferedTrace(trace_id, now, expiry)
                 heapq.heappush(self._deadlines, (expiry, trace_id))
                 new_traces += 1
-            trace.spans.append(spans[index])
+            span = spans[index]
+            trace.spans.append(span)
+            trace.span_bytes += len(span)
             trace.origins.append(origins[index])
             if roots and index in roots and trace.root_index < 0:
                 self._root_arrived(trace, now)
@@ -165,10 +170,12 @@ class TraceBuffer:
                 )
                 self.memory += TRACE_OVERHEAD_BYTES
             offset = len(trace.spans)
+            incoming_bytes = sum(map(len, incoming.spans))
             trace.spans.extend(incoming.spans)
+            trace.span_bytes += incoming_bytes
             trace.origins.extend(incoming.origins)
             self.span_count += len(incoming.spans)
-            self.memory += sum(map(len, incoming.spans)) + SPAN_OVERHEAD_BYTES * len(incoming.spans)
+            self.memory += incoming_bytes + SPAN_OVERHEAD_BYTES * len(incoming.spans)
             trace.first_seen = min(trace.first_seen, first_seen)
             deadline = trace.first_seen + self.trace_timeout
             reason = SendReason.EXPIRED

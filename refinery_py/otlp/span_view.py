@@ -122,7 +122,15 @@ class WireTrace:
     pipeline shares one plan among all the traces it decides, so it learns them once.
     """
 
-    __slots__ = ("_spans", "origins", "plan", "raw_spans", "raw_trace_id", "root_index")
+    __slots__ = (
+        "_distinct_origins",
+        "_spans",
+        "origins",
+        "plan",
+        "raw_spans",
+        "raw_trace_id",
+        "root_index",
+    )
 
     def __init__(
         self,
@@ -138,6 +146,7 @@ class WireTrace:
         self.root_index = root_index
         self.plan = plan if plan is not None else FieldPlan()
         self._spans: list[WireSpan] | None = None
+        self._distinct_origins: list[Origin] | None = None
 
     @property
     def trace_id(self) -> str:
@@ -148,9 +157,10 @@ class WireTrace:
         spans = self._spans
         if spans is None:
             plan = self.plan
+            raw_spans = self.raw_spans
+            origins = self.origins
             spans = self._spans = [
-                WireSpan(raw, origin, plan)
-                for raw, origin in zip(self.raw_spans, self.origins, strict=True)
+                WireSpan(raw_spans[index], origins[index], plan) for index in range(len(raw_spans))
             ]
         return spans
 
@@ -167,7 +177,10 @@ class WireTrace:
             if field == "error":
                 return [span for span in spans if span.is_error()]
             return spans
-        for origin in set(self.origins):
+        distinct = self._distinct_origins
+        if distinct is None:
+            distinct = self._distinct_origins = list(dict.fromkeys(self.origins))
+        for origin in distinct:
             if field in origin_fields(origin):
                 return spans
         return [span for span in spans if span.has_attribute(field)]

@@ -238,7 +238,7 @@ class Pipeline:
                 self._last_error_log = now
                 log.exception("deciding trace %s failed; keeping it", view.trace_id)
         reason = trace.reason
-        size = sum(map(len, trace.spans))
+        size = trace.span_bytes
         self._tick_decided += size
         if decision.keep or self.dry_run:
             self._tick_kept += size
