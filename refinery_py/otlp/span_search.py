@@ -249,13 +249,9 @@ class SearchedSpan:
             self._index = AttributeIndex(raw)
         return self._index.value(key)
 
-    def has_attribute(self, key: str) -> bool:
-        raw = self.raw
-        if _signature(key) not in raw:
-            return False
-        if self._index is None:
-            self._index = AttributeIndex(raw)
-        return self._index.locate(key) is not None
+    def may_have_attribute(self, key: str) -> bool:
+        """False when the span surely lacks attribute `key` (its encoded key is nowhere)."""
+        return _signature(key) in self.raw
 
     @property
     def message(self) -> Span:

@@ -89,14 +89,15 @@ class WireSpan:
                 return self._walked(slot).values[slot]
         return self._search().attribute(field)
 
-    def has_attribute(self, field: str) -> bool:
-        """Whether the span itself (not its resource or scope) has an attribute `field`."""
+    def may_have_attribute(self, field: str) -> bool:
+        """False when the span itself (not its resource or scope) surely lacks attribute
+        `field`; a walk knows, a search may say True for a key that is only in a value."""
         plan = self.plan
         if plan.walks:
             slot = plan.slot(field)
             if slot >= 0:
                 return self._walked(slot).has(slot)
-        return self._search().has_attribute(field)
+        return self._search().may_have_attribute(field)
 
     def is_error(self) -> bool:
         """Whether the span's status is ERROR."""
@@ -169,9 +170,10 @@ class WireTrace:
         return self.spans[self.root_index] if self.root_index >= 0 else None
 
     def spans_with(self, field: str) -> Sequence[WireSpan]:
-        """The spans that have `field`: exactly those, except that an intrinsic field other
-        than `error` answers with every span, and so does a field of a resource or scope of
-        the trace (a span without the attribute itself reads it there)."""
+        """The spans that may have `field` (see TraceView): for `error` exactly those, for
+        another intrinsic every span, and for an attribute every span when a resource or scope
+        of the trace has it (a span without the attribute reads it there), else the spans that
+        may have it themselves."""
         spans = self.spans
         if field in INTRINSIC_FIELDS:
             if field == "error":
@@ -183,4 +185,4 @@ class WireTrace:
         for origin in distinct:
             if field in origin_fields(origin):
                 return spans
-        return [span for span in spans if span.has_attribute(field)]
+        return [span for span in spans if span.may_have_attribute(field)]
