@@ -41,6 +41,7 @@ PURE_ENV = "REFINERY_PY_PURE"
 COMPILED_MODULES = (
     "refinery_py.otlp.wire",
     "refinery_py.otlp.values",
+    "refinery_py.otlp.checked",
     "refinery_py.otlp.ingest",
     "refinery_py.otlp.span_fields",
     "refinery_py.otlp.span_view",
@@ -53,6 +54,8 @@ COMPILED_MODULES = (
     "refinery_py.decide.operators",
     "refinery_py.decide.comparisons",
     "refinery_py.decide.trace_key",
+    "refinery_py.cluster.router",
+    "refinery_py.cluster.ownership",
 )
 """The modules that run per span or per trace. A module here must not be monkeypatched or
 subclassed from Python (compiled classes and calls between compiled modules are native)."""

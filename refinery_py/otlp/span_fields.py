@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from mypy_extensions import i64
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from refinery_py.model import FieldValue
@@ -119,14 +120,14 @@ class FieldPlan:
     (`span_search`); by default, when compiled.
     """
 
-    __slots__ = ("_by_length", "_lengths", "_long", "_slots", "keys", "walks")
+    __slots__ = ("_by_length", "_long", "_slots", "keys", "lengths", "walks")
 
     def __init__(self, *, walks: bool = COMPILED) -> None:
         self.walks = walks
         self.keys: list[str] = []
         self._slots: dict[str, int] = {}
         self._by_length: list[list[_PlannedKey]] = [[] for _ in range(_SHORT_KEY)]
-        self._lengths = bytes(_SHORT_KEY)
+        self.lengths = bytes(_SHORT_KEY)
         """1 at the lengths of planned short keys: most attributes are passed over on that."""
         self._long: list[_PlannedKey] = []
 
@@ -145,31 +146,10 @@ class FieldPlan:
         length = len(encoded)
         if length < _SHORT_KEY:
             self._by_length[length].append(planned)
-            self._lengths = self._lengths[:length] + b"\x01" + self._lengths[length + 1 :]
+            self.lengths = self.lengths[:length] + b"\x01" + self.lengths[length + 1 :]
         else:
             self._long.append(planned)
         return slot
-
-    def may_match(self, raw: bytes, start: int, end: int) -> bool:
-        """False when the KeyValue at raw[start:end], written key first or value first, has a
-        key of a length no planned key has; True when it may hold a planned key."""
-        if start + 2 > end or raw[start + 1] >= 0x80:
-            return True
-        if raw[start] == 0x0A:  # key first: then only the key, or one short value, may follow
-            length = raw[start + 1]
-            value = start + 2 + length
-            if value != end and (
-                value + 2 > end or raw[value] != 0x12 or value + 2 + raw[value + 1] != end
-            ):
-                return True
-        elif raw[start] == 0x12:  # value first: the key must end the KeyValue
-            key = start + 2 + raw[start + 1]
-            if key + 2 > end or raw[key] != 0x0A or key + 2 + raw[key + 1] != end:
-                return True
-            length = raw[key + 1]
-        else:
-            return True
-        return self._lengths[length] == 1 or bool(self._long)
 
     def match(self, raw: bytes, start: int, length: int) -> int:
         """The slot of the key `raw[start:start + length]`, or -1 when it is not planned."""
@@ -259,29 +239,81 @@ class SpanFields:
         return None
 
     def _walk(self, raw: bytes, plan: FieldPlan) -> None:
-        pos = 0
-        end = len(raw)
+        lengths = plan.lengths
+        pos: i64 = 0
+        end: i64 = len(raw)
+        start: i64 = 0
+        key_end: i64 = 0
+        key: i64 = 0
         while pos < end:
-            tag = raw[pos]
+            tag: i64 = raw[pos]
+            if tag == 0x4A and pos + 1 < end and raw[pos + 1] < 0x80:
+                # An attribute shorter than 128 bytes, most of a span: written key first or
+                # value first with one short key, the key's length alone rules most out.
+                start = pos + 2
+                pos = start + raw[pos + 1]
+                if pos > end:
+                    raise MalformedPayload("span field runs past the end of the span")
+                if pos - start >= 2 and raw[start + 1] < 0x80:
+                    if raw[start] == 0x0A:
+                        key_end = start + 2 + raw[start + 1]
+                        if key_end == pos:  # a key without a value
+                            if lengths[key_end - start - 2]:
+                                self._found(
+                                    plan.match(raw, start + 2, key_end - start - 2), raw, pos, pos
+                                )
+                            continue
+                        if (
+                            key_end + 2 <= pos
+                            and raw[key_end] == 0x12
+                            and raw[key_end + 1] < 0x80
+                            and key_end + 2 + raw[key_end + 1] == pos
+                        ):
+                            if lengths[key_end - start - 2]:
+                                self._found(
+                                    plan.match(raw, start + 2, key_end - start - 2),
+                                    raw,
+                                    key_end + 2,
+                                    pos,
+                                )
+                            continue
+                    elif raw[start] == 0x12:
+                        key = start + 2 + raw[start + 1]
+                        if (
+                            key + 2 <= pos
+                            and raw[key] == 0x0A
+                            and raw[key + 1] < 0x80
+                            and key + 2 + raw[key + 1] == pos
+                        ):
+                            if lengths[pos - key - 2]:
+                                self._found(
+                                    plan.match(raw, key + 2, pos - key - 2), raw, start + 2, key
+                                )
+                            continue
+                self._general_attribute(raw, start, pos, plan)
+                continue
             if tag < 0x80:
                 pos += 1
             else:
-                tag, pos = read_varint(raw, pos)
+                long_tag, after = read_varint(raw, pos)
+                tag, pos = long_tag & 0xFFFFFFFF, after
             number = tag >> 3
             wire_type = tag & 7
             if wire_type == LEN:
-                length = raw[pos]
+                length: i64 = raw[pos]
                 if length < 0x80:
                     pos += 1
                 else:
-                    length, pos = read_varint(raw, pos)
+                    long_length, after = read_varint(raw, pos)
+                    if long_length > end:
+                        raise MalformedPayload("span field runs past the end of the span")
+                    length, pos = long_length, after
                 start = pos
                 pos += length
                 if pos > end:
                     raise MalformedPayload("span field runs past the end of the span")
                 if number == 9:
-                    if plan.may_match(raw, start, pos):
-                        self._attribute(raw, start, pos, plan)
+                    self._general_attribute(raw, start, pos, plan)
                 elif number == 5:
                     self.name, self.name_end = start, pos
                 elif number == 1:
@@ -303,7 +335,8 @@ class SpanFields:
                     self.end_time = pos
                 pos += 8
             elif wire_type == VARINT:
-                value, pos = read_varint(raw, pos)
+                value, after = read_varint(raw, pos)
+                pos = after
                 if number == 6:
                     self.kind = _int32(value)
             elif wire_type == FIXED32:
@@ -313,6 +346,12 @@ class SpanFields:
         if pos != end:
             raise MalformedPayload("span field runs past the end of the span")
 
+    def _found(self, slot: int, raw: bytes, value_start: int, value_end: int) -> None:
+        """The attribute of a planned key (`slot` -1: not planned) has its value there."""
+        if 0 <= slot < self.planned and not (self.seen >> slot) & 1:
+            self.seen |= 1 << slot
+            self.values[slot] = decode_any_value(raw, value_start, value_end)
+
     def _status(self, raw: bytes, start: int, end: int) -> None:
         """One occurrence of Status: its fields override those of earlier occurrences."""
         for number, wire_type, _, value_start, value_end in iter_fields(raw, start, end):
@@ -320,52 +359,6 @@ class SpanFields:
                 self.status_code = _int32(read_varint(raw, value_start)[0])
             elif number == 2 and wire_type == LEN:
                 self.status_message, self.status_message_end = value_start, value_end
-
-    def _attribute(self, raw: bytes, start: int, end: int, plan: FieldPlan) -> None:
-        """A KeyValue at raw[start:end]: its value is kept when its key is planned and new.
-
-        Written key first (SDKs) or value first (the Collector), each field once, it is read
-        from its first bytes; any other layout goes through `_general_attribute`.
-        """
-        if start + 2 > end or raw[start + 1] >= 0x80:
-            self._general_attribute(raw, start, end, plan)
-            return
-        first = raw[start]
-        if first == 0x0A:  # key, then value
-            key_start = start + 2
-            key_end = key_start + raw[start + 1]
-            if key_end == end:
-                value_start = value_end = end  # no value: an empty AnyValue
-            elif (
-                key_end + 2 <= end
-                and raw[key_end] == 0x12
-                and raw[key_end + 1] < 0x80
-                and key_end + 2 + raw[key_end + 1] == end
-            ):
-                value_start, value_end = key_end + 2, end
-            else:
-                self._general_attribute(raw, start, end, plan)
-                return
-        elif first == 0x12:  # value, then key
-            value_start = start + 2
-            value_end = value_start + raw[start + 1]
-            if (
-                value_end + 2 <= end
-                and raw[value_end] == 0x0A
-                and raw[value_end + 1] < 0x80
-                and value_end + 2 + raw[value_end + 1] == end
-            ):
-                key_start, key_end = value_end + 2, end
-            else:
-                self._general_attribute(raw, start, end, plan)
-                return
-        else:
-            self._general_attribute(raw, start, end, plan)
-            return
-        slot = plan.match(raw, key_start, key_end - key_start)
-        if slot >= 0 and slot < self.planned and not (self.seen >> slot) & 1:
-            self.seen |= 1 << slot
-            self.values[slot] = decode_any_value(raw, value_start, value_end)
 
     def _general_attribute(self, raw: bytes, start: int, end: int, plan: FieldPlan) -> None:
         """Any layout: protobuf's last key field is the key, and the value fields merge."""
@@ -381,14 +374,11 @@ class SpanFields:
         if key_start < 0:
             return  # no key: an empty key, which no field name asks for
         slot = plan.match(raw, key_start, key_end - key_start)
-        if slot < 0 or slot >= self.planned or (self.seen >> slot) & 1:
-            return
-        self.seen |= 1 << slot
         if len(values) == 1:
-            self.values[slot] = decode_any_value(raw, values[0][0], values[0][1])
+            self._found(slot, raw, values[0][0], values[0][1])
         else:
             merged = b"".join(raw[value_start:value_end] for value_start, value_end in values)
-            self.values[slot] = decode_any_value(merged, 0, len(merged))
+            self._found(slot, merged, 0, len(merged))
 
 
 def _bytes_at(raw: bytes, start: int, end: int) -> bytes:

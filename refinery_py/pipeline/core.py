@@ -54,6 +54,13 @@ class Decider(Protocol):
         ...
 
 
+class _Counting(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+_DecidedCounters = tuple[_Counting, _Counting, _Counting]
+
+
 class GoalReport(Protocol):
     @property
     def message(self) -> str: ...
@@ -112,6 +119,7 @@ class Pipeline:
         self._tick_kept = 0
         self._stopping = asyncio.Event()
         self._last_error_log = 0.0
+        self._counters: dict[tuple[bool, str, str], _DecidedCounters] = {}
 
     @property
     def decisions(self) -> DecisionCache:
@@ -243,14 +251,33 @@ class Pipeline:
         if decision.keep or self.dry_run:
             self._tick_kept += size
         self.decisions.record(trace.trace_id, decision, reason, now)
-        label = "kept" if decision.keep else "dropped"
-        self.metrics.traces_decided.labels(label, reason.value).inc()
-        self.metrics.traces_decided_by_reason.labels(label, decision.reason).inc()
-        self.metrics.spans_decided.labels(label).inc(len(trace.spans))
+        by_send_reason, by_reason, spans = self._decided_counters(
+            decision.keep, reason.value, decision.reason
+        )
+        by_send_reason.inc()
+        by_reason.inc()
+        spans.inc(len(trace.spans))
         if trace.root_index >= 0:
             self.metrics.decision_delay.observe(max(0.0, now - trace.root_seen))
         if decision.keep or self.dry_run:
             self.export(view, decision, reason)
+
+    def _decided_counters(self, keep: bool, send_reason: str, reason: str) -> _DecidedCounters:
+        """The counters one decision moves, looked up once per distinct outcome (a metric's
+        `labels()` costs more than the rest of counting)."""
+        key = (keep, send_reason, reason)
+        counters = self._counters.get(key)
+        if counters is None:
+            if len(self._counters) >= 4096:  # reasons are few; bound the table all the same
+                self._counters.clear()
+            label = "kept" if keep else "dropped"
+            metrics = self.metrics
+            counters = self._counters[key] = (
+                metrics.traces_decided.labels(label, send_reason),
+                metrics.traces_decided_by_reason.labels(label, reason),
+                metrics.spans_decided.labels(label),
+            )
+        return counters
 
     def export(self, trace: WireTrace, decision: Decision, reason: SendReason) -> None:
         """Encode once and offer to every exporter (in dry-run mode, dropped traces too)."""

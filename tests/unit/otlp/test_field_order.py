@@ -25,7 +25,7 @@ from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.trace_key import TraceKey
 from refinery_py.model import KeptTrace, SpanBatch
 from refinery_py.otlp.customer import customer_of
-from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.otlp.ingest import WALKS, OriginInterner, split_request
 from refinery_py.otlp.json import json_to_protobuf, request_to_json
 from refinery_py.otlp.span_view import FieldPlan, WireTrace
 from refinery_py.pipeline import Pipeline
@@ -90,9 +90,11 @@ class Split:
     scopes: list[Any]
 
 
-def _split(bodies: list[bytes], *, validate: bool) -> tuple[Split, list[SpanBatch]]:
+def _split(
+    bodies: list[bytes], *, validate: bool, walk: bool = WALKS
+) -> tuple[Split, list[SpanBatch]]:
     interner = OriginInterner()
-    batches = [split_request(body, interner, validate=validate) for body in bodies]
+    batches = [split_request(body, interner, validate=validate, walk=walk) for body in bodies]
     trace_ids: list[bytes] = []
     roots: list[int] = []
     spans: list[Span] = []
@@ -108,14 +110,15 @@ def _split(bodies: list[bytes], *, validate: bool) -> tuple[Split, list[SpanBatc
     return split, batches
 
 
+@pytest.mark.parametrize("walk", [True, False], ids=["walk", "upb"])
 @pytest.mark.parametrize("validate", [True, False])
 @pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
 def test_split_finds_the_same_traces_roots_and_invalid_spans(
-    canonical: list[bytes], variant: tuple[Order, int, bool], validate: bool
+    canonical: list[bytes], variant: tuple[Order, int, bool], validate: bool, walk: bool
 ) -> None:
-    expected, _ = _split(canonical, validate=validate)
+    expected, _ = _split(canonical, validate=validate, walk=False)
     assert expected.roots and expected.rejected  # the traffic has both
-    actual, _ = _split(_reencoded(canonical, variant), validate=validate)
+    actual, _ = _split(_reencoded(canonical, variant), validate=validate, walk=walk)
     assert actual == expected
 
 

@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+import functools
+
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from refinery_py.otlp import ingest
 from refinery_py.otlp.errors import MalformedPayload
-from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.otlp.wire import encode_varint
 from tests.otlp_builders import kv, request, span, span_id, trace_id
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["walk", "upb"])
+def split_request(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs with both readers: the compiled walk and upb (see `ingest`)."""
+    walk = request.param
+    monkeypatch.setitem(
+        globals(), "split_request", functools.partial(ingest.split_request, walk=walk)
+    )
 
 
 def split(message: ExportTraceServiceRequest) -> tuple[list[bytes], list[Span], set[int]]:
@@ -172,13 +184,16 @@ def _wrap(span_bytes: bytes) -> bytes:
     return b"\x0a" + encode_varint(len(resource)) + resource
 
 
-def test_a_span_framing_the_scan_would_misread_is_refused_not_misfiled() -> None:
-    # upb reads a spans field written with a two-byte tag; the scan reads one-byte tags only.
-    # Rather than take the span for a ScopeSpans field (and lose it), the request is refused.
+def test_a_span_written_with_a_padded_tag_is_a_span() -> None:
+    # upb reads a spans field written with a two-byte tag (and a padded length); so does the
+    # scan, rather than take the span for another ScopeSpans field (and lose it).
     raw = span(1, 2, 1).SerializeToString()
-    scope = b"\x92\x00" + encode_varint(len(raw)) + raw
+    no_ids = b"\x30\x01"  # a span with only its kind: refused for its IDs, not lost
+    scope = b"\x92\x00" + encode_varint(len(raw)) + raw + b"\x92\x80\x00\x82\x00" + no_ids
     resource = b"\x12" + encode_varint(len(scope)) + scope
     body = b"\x0a" + encode_varint(len(resource)) + resource
-    assert len(ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans) == 1
-    with pytest.raises(MalformedPayload, match="framing"):
-        split_request(body, OriginInterner())
+    parsed = ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0]
+    assert len(parsed.spans) == 2
+    batch = split_request(body, OriginInterner())
+    assert batch.spans == [raw] and batch.rejected == 1  # the second has no IDs
+    assert batch.origins[0].scope_fields == b""

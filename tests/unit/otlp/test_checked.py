@@ -1,0 +1,151 @@
+"""The compiled request check (`checked`) refuses exactly what upb's parser refuses.
+
+upb is the reference: every body here is given to both, and they must agree. Edge cases of the
+wire format first, then nesting at the limit, then thousands of requests damaged at random.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from refinery_py.otlp.checked import check_request
+from refinery_py.otlp.errors import MalformedPayload
+from refinery_py.otlp.wire import encode_varint
+from tests.otlp_builders import request, span
+from tests.otlp_nesting import in_event_attribute, in_resource_attribute, in_span_attribute, nested
+from tests.otlp_traffic import varied_requests
+
+
+def _upb_accepts(body: bytes) -> bool:
+    try:
+        ExportTraceServiceRequest.FromString(body)
+    except DecodeError:
+        return False
+    return True
+
+
+def _checked_accepts(body: bytes) -> bool:
+    try:
+        check_request(body)
+    except MalformedPayload:
+        return False
+    return True
+
+
+def _tag(number: int, wire_type: int) -> bytes:
+    return encode_varint((number << 3) | wire_type)
+
+
+def _len(number: int, payload: bytes) -> bytes:
+    return _tag(number, 2) + encode_varint(len(payload)) + payload
+
+
+def _in_span(fields: bytes) -> bytes:
+    """A request whose one span is `fields` after a valid trace and span ID."""
+    raw = _len(1, bytes(range(1, 17))) + _len(2, bytes(range(1, 9))) + fields
+    return _len(1, _len(2, _len(2, raw)))
+
+
+EDGES = {
+    "a string field as a varint": _tag(5, 0) + encode_varint(5),
+    "a message field as a varint": _tag(15, 0) + encode_varint(1),
+    "an enum as a length-delimited field": _len(6, b"\xff\xfe"),
+    "bad UTF-8 in the name": _len(5, b"\xff\xfe"),
+    "bad UTF-8 in trace_state": _len(3, b"\xe2\x82"),
+    "bad UTF-8 in an unknown field": _len(99, b"\xff\xfe"),
+    "bad UTF-8 in the status message": _len(15, _len(2, b"\xc0\x80")),
+    "a surrogate in an attribute key": _len(9, _len(1, b"\xed\xa0\x80")),
+    "a string value with multi-byte UTF-8": _len(
+        9, _len(1, "ключ".encode()) + _len(2, _len(1, "✓".encode()))
+    ),
+    "bytes in a bytes value": _len(9, _len(1, b"k") + _len(2, _len(7, b"\xff\x00\xfe"))),
+    "field number 0": b"\x02\x00",
+    "wire type 6": bytes([(20 << 3) | 6]),
+    "wire type 7": bytes([(20 << 3) | 7]),
+    "an end of group outside one": _tag(20, 4),
+    "an unknown group": _tag(20, 3) + _tag(1, 0) + b"\x05" + _len(2, b"x") + _tag(20, 4),
+    "a group ending with another number": _tag(20, 3) + _tag(21, 4),
+    "a group that does not end": _tag(20, 3) + _tag(1, 0) + b"\x05",
+    "a known field as a group": _tag(5, 3) + _tag(5, 4),
+    "a ten-byte varint": _tag(6, 0) + b"\xff" * 9 + b"\x01",
+    "an eleven-byte varint": _tag(6, 0) + b"\xff" * 10 + b"\x01",
+    "a five-byte tag": b"\xa8\x80\x80\x80\x00\x01",
+    "a six-byte tag": b"\xa8\x80\x80\x80\x80\x00\x01",
+    "a tag of 2^32": b"\x80\x80\x80\x80\x10\x01",
+    "the largest field number": encode_varint(((1 << 29) - 1) << 3) + b"\x01",
+    "a length past the end": _tag(5, 2) + encode_varint(5) + b"ab",
+    "a length of 2^31": _tag(5, 2) + encode_varint(1 << 31),
+    "a padded length": _tag(5, 2) + b"\x82\x80\x80\x80\x80\x80\x80\x80\x80\x00ab",
+    "a truncated fixed64": _tag(7, 1) + b"abc",
+    "a truncated varint": _tag(6, 0) + b"\x80",
+    "a padded status with a group in it": _len(15, _tag(20, 3) + _tag(20, 4)),
+}
+
+
+@pytest.mark.parametrize("fields", EDGES.values(), ids=EDGES.keys())
+def test_wire_format_edges(fields: bytes) -> None:
+    body = _in_span(fields)
+    assert _checked_accepts(body) == _upb_accepts(body)
+
+
+def test_the_edges_include_both_verdicts() -> None:
+    verdicts = {_upb_accepts(_in_span(fields)) for fields in EDGES.values()}
+    assert verdicts == {True, False}
+
+
+@pytest.mark.parametrize("kind", ["array", "map"])
+@pytest.mark.parametrize("place", [in_span_attribute, in_event_attribute, in_resource_attribute])
+def test_nesting_stops_where_upbs_does(place: object, kind: str) -> None:
+    for levels in range(25, 55):
+        _, body = place(*nested(levels, kind))  # type: ignore[operator]
+        assert _checked_accepts(body) == _upb_accepts(body), levels
+
+
+@pytest.mark.parametrize("groups", range(1, 5))
+@pytest.mark.parametrize("levels", [45, 46, 47])
+def test_groups_count_as_nesting(groups: int, levels: int) -> None:
+    inner = b"\x0a\x01x" + _tag(20, 3) * groups + _tag(20, 4) * groups
+    for _ in range(levels):
+        inner = _len(5, _len(1, inner))
+    raw = _len(1, bytes(range(1, 17))) + _len(2, bytes(range(1, 9))) + _len(9, _len(2, inner))
+    body = _len(1, _len(2, _len(2, raw)))
+    assert _checked_accepts(body) == _upb_accepts(body)
+
+
+def _damaged(body: bytes, rng: random.Random) -> bytes:
+    """`body` with one random change: a byte changed, bytes cut out or put in, or a cut end."""
+    at = rng.randrange(len(body))
+    choice = rng.randrange(5)
+    if choice == 0:
+        return body[:at] + bytes([rng.randrange(256)]) + body[at + 1 :]
+    if choice == 1:
+        return body[:at] + bytes([body[at] ^ (1 << rng.randrange(8))]) + body[at + 1 :]
+    if choice == 2:
+        return body[:at] + body[at + rng.randint(1, 4) :]
+    if choice == 3:
+        return body[:at] + rng.randbytes(rng.randint(1, 3)) + body[at:]
+    return body[:at]
+
+
+def test_randomly_damaged_requests() -> None:
+    rng = random.Random(2026)
+    bodies = [
+        request(
+            span(1, 2, 1, name="GET /x", attrs={"k": "v", "n": 7}, error=True)
+        ).SerializeToString(),
+        *varied_requests(seed=5, traces=4),
+    ]
+    small = [body for body in bodies if len(body) < 6000]
+    verdicts = {True: 0, False: 0}
+    for n in range(4000):
+        body = _damaged(rng.choice(small), rng)
+        if n % 3 == 0:  # and again, so some bodies carry two faults
+            body = _damaged(body, rng) if body else body
+        accepted = _upb_accepts(body)
+        assert _checked_accepts(body) == accepted, body.hex()
+        verdicts[accepted] += 1
+    assert min(verdicts.values()) > 400  # both verdicts are well represented
