@@ -39,7 +39,8 @@ from bench.targets import (
 RESULTS = REPO / "bench" / "results"
 QUIET_CORES = 0.25
 DEFAULT_RULES = REPO / "rules" / "default.yaml"
-EQUIVALENT_RULES = REPO / "bench" / "rules" / "collector-equivalent.yaml"
+TRACE_SCOPE_RULES = REPO / "bench" / "rules" / "trace-scope.yaml"
+"""Rules as users write them (every condition on any span of the trace): issue 13's."""
 
 
 @dataclass(frozen=True)
@@ -96,16 +97,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def refinery_runs(args: argparse.Namespace, notes: list[str]) -> list[tuple[Path, int | None]]:
-    """(rules file, workers) for each refinery_py run.
-
-    Every --workers count runs with the first rules file (the scaling target); the other rules
-    files run once, with the largest count (the Collector comparison uses every core too).
-    """
+    """(rules file, workers) for each refinery_py run: every rules file with every --workers
+    count, so each rule set's scaling and CPU per span show side by side."""
     if args.no_refinery:
         return []
-    rules = [path.resolve() for path in args.rules or []] or (
-        [DEFAULT_RULES] if args.quick else [DEFAULT_RULES, EQUIVALENT_RULES]
-    )
+    rules = [path.resolve() for path in args.rules or []] or [DEFAULT_RULES, TRACE_SCOPE_RULES]
     workers: list[int | None] = list(args.workers or [])
     if serve_supports_workers():
         # Explicit counts: the server's own default is one worker per CPU.
@@ -118,9 +114,7 @@ def refinery_runs(args: argparse.Namespace, notes: list[str]) -> list[tuple[Path
         )
         workers = []
     workers = workers or [None]
-    runs = [(rules[0], w) for w in workers]
-    runs += [(r, workers[-1]) for r in rules[1:]]
-    return runs
+    return [(r, w) for r in rules for w in workers]
 
 
 def main() -> None:
@@ -175,7 +169,7 @@ def main() -> None:
             for rules, workers in runs
         ]
         if run_collector:
-            targets.append((Collector(settings), "bench/collector_config.py (same 4 policies)"))
+            targets.append((Collector(settings), "bench/collector_config.py (same policies)"))
         for number, (target, rules_label) in enumerate(targets):
             if args.wait_quiet:
                 wait_quiet(args.wait_quiet)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from refinery_py import __version__
+from refinery_py import __version__, compiled
 from refinery_py.api.query_cli import add_query_command
 from refinery_py.config.problems import ConfigError, Problem
 from refinery_py.config.rules import check_rules_file
@@ -25,6 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
         if args.record is not None:
             settings = replace(settings, record=replace(settings.record, dir=args.record))
         configure_logging(settings.logging.level, settings.logging.format)
+        logging.getLogger("refinery_py").info("per-span code: %s", compiled.status)
         rules = app.resolve_rules(settings, args.rules)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
