@@ -47,27 +47,38 @@ def send_traces(traffic: SpreadTraffic, addresses: list[str], count: int) -> Non
         traffic.send_span(trace, 1, addresses)  # the root last, as instrumentations do
 
 
-def test_a_static_cluster_decides_every_trace_once_and_whole(tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(3)]
+def static_cluster(
+    directory: Path,
+    backend: RecordingBackend,
+    stack: contextlib.ExitStack,
+    *,
+    size: int,
+    workers: int,
+) -> tuple[list[RefineryProcess], list[str]]:
+    """`size` nodes of `workers` workers listing each other in `cluster.peers`, keeping every
+    trace; the nodes, and their names."""
+    ports = [free_ports(workers) for _ in range(size)]  # worker i listens on the peer port + i
     peers = [f"127.0.0.1:{port}" for port in ports]
-    rules = tmp_path / "rules.yaml"
+    rules = directory / "rules.yaml"
     rules.write_text(KEEP_ALL)
-    with RecordingBackend() as backend, contextlib.ExitStack() as stack:
-        nodes = [
-            stack.enter_context(
-                RefineryProcess(
-                    write_node_config(
-                        tmp_path,
-                        f"node{i}",
-                        backend,
-                        [f"peers: [{', '.join(peers)}]"],
-                        peer_port=port,
-                    ),
-                    rules,
-                )
+    nodes = [
+        stack.enter_context(
+            RefineryProcess(
+                write_node_config(
+                    directory, f"node{i}", backend, [f"peers: [{', '.join(peers)}]"], peer_port=port
+                ),
+                rules,
+                workers=workers,
             )
-            for i, port in enumerate(ports)
-        ]
+        )
+        for i, port in enumerate(ports)
+    ]
+    return nodes, peers
+
+
+def test_a_static_cluster_decides_every_trace_once_and_whole(tmp_path: Path) -> None:
+    with RecordingBackend() as backend, contextlib.ExitStack() as stack:
+        nodes, peers = static_cluster(tmp_path, backend, stack, size=3, workers=1)
         for node, peer in zip(nodes, peers, strict=True):
             assert members(node) == {"self": peer, "members": sorted(peers), "source": "static"}
         traffic = SpreadTraffic()
@@ -228,27 +239,8 @@ def test_members_join_and_leave_while_traces_are_in_flight(tmp_path: Path) -> No
 
 
 def test_nodes_of_two_workers_reach_the_owning_worker_in_one_hop(tmp_path: Path) -> None:
-    ports = [free_ports(2) for _ in range(2)]  # worker i listens on the peer port + i
-    peers = [f"127.0.0.1:{port}" for port in ports]
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(KEEP_ALL)
     with RecordingBackend() as backend, contextlib.ExitStack() as stack:
-        nodes = [
-            stack.enter_context(
-                RefineryProcess(
-                    write_node_config(
-                        tmp_path,
-                        f"node{i}",
-                        backend,
-                        [f"peers: [{', '.join(peers)}]"],
-                        peer_port=port,
-                    ),
-                    rules,
-                    workers=2,
-                )
-            )
-            for i, port in enumerate(ports)
-        ]
+        nodes, peers = static_cluster(tmp_path, backend, stack, size=2, workers=2)
         assert members(nodes[1]) == {"self": peers[1], "members": sorted(peers), "source": "static"}
         traffic = SpreadTraffic(seed=31)
         addresses = [address_of(node) for node in nodes]
