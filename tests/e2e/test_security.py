@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from refinery_py.cli import main
 from tests.cluster_support import KEEP_ALL, free_port
 from tests.e2e.cluster_harness import SpreadTraffic, address_of, check_whole_once
 from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until
@@ -139,7 +140,9 @@ def reachable_in_plain_text(address: str) -> bool:
         connection.close()
 
 
-def test_tenants_tokens_name_their_customers_over_tls_end_to_end(tmp_path: Path) -> None:
+def test_tenants_tokens_name_their_customers_over_tls_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ca = Authority(tmp_path, "ca")
     ca.issue("node")
     apps = Authority(tmp_path, "apps")  # signs the client certificates of the gRPC door
@@ -209,6 +212,11 @@ export:
             assert status == 200
             customers = json.loads(body)["customers"]
             assert [(c["customer"], c["kept_traces"]) for c in customers] == [("acme", 3)]
+            query = ["query", "customers", "--api", refinery.api, "--json"]
+            assert main([*query, "--cacert", str(ca.cert)]) == 0
+            assert json.loads(capsys.readouterr().out)["customers"] == customers
+            assert main(query) == 1  # the system's CAs do not know this node
+            assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
 
             # Refused: no token, a wrong token, no client certificate on the gRPC door.
             assert http_export(http_door, ca.cert, finished_spans(1), None) is (
