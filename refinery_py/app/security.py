@@ -17,7 +17,8 @@ import grpc
 from refinery_py.cluster.link import LinkTls
 from refinery_py.config.settings import Settings
 from refinery_py.receive.ingest_auth import IngestAuth
-from refinery_py.security.tls import ClientCertificate, ReloadOutcome, ServerCertificate
+from refinery_py.security.files import ReloadOutcome
+from refinery_py.security.tls import ClientCertificate, ServerCertificate
 from refinery_py.security.tokens import IngestTokens, TokenSource
 from refinery_py.security.watch import CredentialWatcher
 from refinery_py.telemetry.metrics import CredentialMetrics

@@ -13,6 +13,7 @@ from refinery_py.config.addresses import EndpointText, endpoint_uses_tls
 from refinery_py.config.loader import Reader
 from refinery_py.config.mapping_view import MappingView
 from refinery_py.config.schema_fields import option
+from refinery_py.config.security_settings import check_key_pair
 from refinery_py.config.units import ByteSize, Seconds, format_duration
 from refinery_py.config.yaml_tree import line_of, mapping_pairs
 
@@ -178,13 +179,7 @@ def check_otlp_export(reader: Reader, view: MappingView) -> None:
 def _check_tls_files(reader: Reader, view: MappingView) -> None:
     """A client certificate needs its key; TLS files need an export that uses TLS; OTLP/HTTP
     takes TLS from the URL only (as the OTLP exporter specification says)."""
-    cert, key = view.get("cert_file"), view.get("key_file")
-    if (cert is None) != (key is None):
-        given, missing = (
-            ("cert_file", "key_file") if cert is not None else ("key_file", "cert_file")
-        )
-        reader.error(view.line(given), f"{view.path_of(given)} needs {missing} too")
-        view.fail(given)
+    check_key_pair(reader, view)
     endpoint = view.values.get("endpoint")
     if not isinstance(endpoint, str) or not view.ok("insecure") or not view.ok("protocol"):
         return

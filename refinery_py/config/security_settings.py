@@ -126,8 +126,8 @@ class AuthSettings:
         return bool(self.tokens)
 
 
-def check_tls(reader: Reader, view: MappingView) -> None:
-    """A certificate needs its key; door lists name real doors; a client CA needs a cert."""
+def check_key_pair(reader: Reader, view: MappingView) -> None:
+    """`cert_file` and `key_file` come together (here and in the export's settings)."""
     cert, key = view.get("cert_file"), view.get("key_file")
     if (cert is None) != (key is None):
         given, missing = (
@@ -135,6 +135,12 @@ def check_tls(reader: Reader, view: MappingView) -> None:
         )
         reader.error(view.line(given), f"{view.path_of(given)} needs {missing} too")
         view.fail(given)
+
+
+def check_tls(reader: Reader, view: MappingView) -> None:
+    """A certificate needs its key; door lists name real doors; a client CA needs a cert."""
+    check_key_pair(reader, view)
+    cert = view.get("cert_file")
     doors = _check_doors(reader, view, "doors", TLS_DOORS)
     if doors is not None and not doors:
         reader.error(

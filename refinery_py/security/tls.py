@@ -29,13 +29,10 @@ from typing import cast
 
 import grpc
 
-from refinery_py.config.secret_files import PemProblem, load_ca, load_key_pair
-from refinery_py.security.files import file_stamps
+from refinery_py.config.secret_files import load_ca, load_key_pair
+from refinery_py.security.files import ReloadOutcome, WatchedFiles
 
 log = logging.getLogger("refinery_py.security")
-
-ReloadOutcome = Callable[[bool], None]
-"""Told after each reload attempt whether the new files were taken (True) or refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +64,8 @@ class ServerCertificate:
     ) -> None:
         self._cert, self._key, self._client_ca = cert, key, client_ca
         self.name = name
-        self._paths = (cert, key) if client_ca is None else (cert, key, client_ca)
-        self._on_reload = on_reload
-        self._stamps = file_stamps(self._paths)
+        paths = (cert, key) if client_ca is None else (cert, key, client_ca)
+        self._files = WatchedFiles(paths, name=name, on_reload=on_reload)
         self._material = self._load(1)
 
     @property
@@ -106,28 +102,14 @@ class ServerCertificate:
     def refresh(self) -> bool | None:
         """Take the files again if they changed: True when new material is in use, False when
         the changed files were refused (the old material stays), None when nothing changed."""
-        # The stamps are taken before reading, so a file that changes while it is read is
-        # noticed (and read again) on the next refresh.
-        stamps = file_stamps(self._paths)
-        if stamps == self._stamps:
-            return None
-        self._stamps = stamps
-        try:
-            material = self._load(self._material.version + 1)
-        except PemProblem as exc:
-            log.error(
-                "%s: the changed files were not taken; still serving the previous certificate: %s",
-                self.name,
-                exc,
-            )
-            if self._on_reload is not None:
-                self._on_reload(False)
-            return False
+        return self._files.reload(
+            lambda: self._load(self._material.version + 1),
+            self._use,
+            kept="still serving the previous certificate",
+        )
+
+    def _use(self, material: _ServedMaterial) -> None:
         self._material = material
-        log.info("%s: serving the new certificate from %s", self.name, self._cert)
-        if self._on_reload is not None:
-            self._on_reload(True)
-        return True
 
     def _current(self, client_cert: bool) -> ssl.SSLContext:
         material = self._material
@@ -222,9 +204,8 @@ class ClientCertificate:
         self.name = name
         self._ca_key = ca_key or f"{name}.ca_file"
         self._pair_key = pair_key or f"{name}.cert_file and key_file"
-        self._paths = tuple(path for path in (ca, cert, key) if path is not None)
-        self._on_reload = on_reload
-        self._stamps = file_stamps(self._paths)
+        paths = [path for path in (ca, cert, key) if path is not None]
+        self._files = WatchedFiles(paths, name=name, on_reload=on_reload)
         self._material = self._load()
         self._channel_credentials: grpc.ChannelCredentials | None = None
 
@@ -241,29 +222,11 @@ class ClientCertificate:
 
     def refresh(self) -> bool | None:
         """Like `ServerCertificate.refresh`: True, False (refused, old kept) or None."""
-        if not self._paths:
-            return None
-        stamps = file_stamps(self._paths)
-        if stamps == self._stamps:
-            return None
-        self._stamps = stamps
-        try:
-            material = self._load()
-        except PemProblem as exc:
-            log.error(
-                "%s: the changed files were not taken; still using the previous ones: %s",
-                self.name,
-                exc,
-            )
-            if self._on_reload is not None:
-                self._on_reload(False)
-            return False
+        return self._files.reload(self._load, self._use, kept="still using the previous ones")
+
+    def _use(self, material: _ClientMaterial) -> None:
         self._material = material
         self._channel_credentials = None
-        log.info("%s: using the changed certificate files", self.name)
-        if self._on_reload is not None:
-            self._on_reload(True)
-        return True
 
     def context(self) -> ssl.SSLContext:
         """The context for new connections (the same object until the files change)."""

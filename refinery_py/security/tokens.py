@@ -8,16 +8,12 @@ tokens in use in place, and says why in the log.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from refinery_py.config.secret_files import read_token_file
-from refinery_py.security.files import file_stamps
-from refinery_py.security.tls import ReloadOutcome
-
-log = logging.getLogger("refinery_py.security")
+from refinery_py.security.files import ReloadOutcome, WatchedFiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +41,8 @@ class IngestTokens:
     ) -> None:
         self._sources = tuple(sources)
         self._apply = apply
-        self._on_reload = on_reload
-        self._paths = tuple(s.file for s in self._sources if s.file is not None)
-        self._stamps = file_stamps(self._paths)
+        paths = [source.file for source in self._sources if source.file is not None]
+        self._files = WatchedFiles(paths, name="auth", on_reload=on_reload)
         apply(self._read())
 
     def _read(self) -> dict[str, str]:
@@ -73,23 +68,4 @@ class IngestTokens:
     def refresh(self) -> bool | None:
         """Read the token files again if they changed: True when the new tokens are in use,
         False when they were refused (the old ones stay), None when nothing changed."""
-        if not self._paths:
-            return None
-        stamps = file_stamps(self._paths)
-        if stamps == self._stamps:
-            return None
-        self._stamps = stamps
-        try:
-            table = self._read()
-        except ValueError as exc:
-            log.error(
-                "auth: the changed token files were not taken; the tokens in use stay: %s", exc
-            )
-            if self._on_reload is not None:
-                self._on_reload(False)
-            return False
-        self._apply(table)
-        log.info("auth: %d ingest tokens in use after a token file changed", len(table))
-        if self._on_reload is not None:
-            self._on_reload(True)
-        return True
+        return self._files.reload(self._read, self._apply, kept="the tokens in use stay")
