@@ -68,16 +68,6 @@ class ServerCertificate:
         self._files = WatchedFiles(paths, name=name, on_reload=on_reload)
         self._material = self._load(1)
 
-    @property
-    def version(self) -> int:
-        """Goes up by one every time changed files are taken."""
-        return self._material.version
-
-    @property
-    def mutual(self) -> bool:
-        """Whether a client CA is configured (doors may then require client certificates)."""
-        return self._client_ca is not None
-
     def _load(self, version: int) -> _ServedMaterial:
         what = f"{self.name}.cert_file and key_file"
         plain = _server_context()
