@@ -38,6 +38,7 @@ from refinery_py.app.node import Node
 from refinery_py.app.outputs import log_outputs
 from refinery_py.app.ports import PortReservations
 from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
+from refinery_py.app.security import Security
 from refinery_py.app.supervisor_api import SupervisorApi
 from refinery_py.app.worker_client import WorkerClient
 from refinery_py.app.worker_metrics import WorkerMetrics
@@ -83,6 +84,8 @@ class Supervisor:
             self.cluster = cluster_role(settings, workers, self.reservations.reserve)
             self.owned_grpc = self._reserve_each(listen.otlp_grpc_per_worker)
             self.owned_http = self._reserve_each(listen.otlp_http_per_worker)
+            self.security = Security(settings)  # the API's certificate, the announcements' TLS
+            link_tls = self.security.peer_links
         except BaseException:
             self.release()
             raise
@@ -99,6 +102,7 @@ class Supervisor:
                 live_workers=self.live,
                 rules=rules,
                 registry=self.registry,
+                link_tls=link_tls,
             )
         self._context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess | None] = [None] * workers
@@ -294,6 +298,7 @@ async def _run(supervisor: Supervisor) -> int:
 
     def on_hangup() -> None:
         supervisor.signal_all(signal.SIGHUP)
+        supervisor.security.watcher.check_now()
         if supervisor.agent is not None:
             supervisor.agent.controller.refresh()
 
@@ -346,6 +351,7 @@ async def _run(supervisor: Supervisor) -> int:
     log.info("%d worker processes, each owning a share of the traces", supervisor.workers)
     log_outputs(settings, supervisor.rules)
     api.serving = True
+    supervisor.security.watcher.start()
     watcher = asyncio.create_task(supervisor.watch(), name="worker-watcher")
     scraper = asyncio.create_task(supervisor.scrape(), name="worker-scraper")
     await stop.wait()
@@ -355,6 +361,7 @@ async def _run(supervisor: Supervisor) -> int:
     scraper.cancel()
     if supervisor.agent is not None:
         await supervisor.agent.stop()
+    await supervisor.security.watcher.stop()
     await api.stop()
     await control.stop()
     log.info("stopped")

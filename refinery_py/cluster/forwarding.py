@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from refinery_py.cluster.link import ForwardLedger, Outgoing, PeerLink
+from refinery_py.cluster.link import ForwardLedger, LinkTls, Outgoing, PeerLink
 from refinery_py.cluster.ownership import Placement, worker_of
 from refinery_py.cluster.router import split_by
 from refinery_py.model import HandedOffDecision, HandedOffTrace, Handoff, SpanBatch
@@ -67,8 +67,10 @@ class Forwarder:
         metrics: Metrics,
         secret: str | None = None,
         queue_max_bytes: int = 64 << 20,
+        tls: LinkTls | None = None,
     ) -> None:
         self.placement = placement
+        self._tls = tls
         self.sibling_doors = sibling_doors
         self._metrics = metrics
         self._secret = secret
@@ -256,6 +258,7 @@ class Forwarder:
                 max_bytes=self._queue_max_bytes,
                 on_workers=self._learned,
                 on_orphans=self._on_orphans,
+                tls=self._tls,
             )
             if self._started:
                 link.start()

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +85,23 @@ class _LinkState:
     in_flight: list[Outgoing] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class LinkTls:
+    """How this node reaches other members' peer doors when they speak TLS."""
+
+    context: Callable[[], ssl.SSLContext]
+    """The client context for new connections (a new one when the certificate files change)."""
+    server_name: str | None = None
+    """The name every peer certificate must carry; None: the host of the door's address."""
+
+
+def door_url(door: str, path: str, tls: LinkTls | None) -> str:
+    """The URL of `path` at a peer door: a Unix socket's, a TLS door's or a plain one's."""
+    if door.startswith(UNIX_PREFIX):
+        return f"http://localhost{path}"
+    return f"{'https' if tls is not None else 'http'}://{door}{path}"
+
+
 class ForwardLedger:
     """The forwarding metrics, with their label children bound once."""
 
@@ -108,8 +126,11 @@ class PeerLink:
         on_workers: Callable[[str, tuple[str, ...]], None] | None = None,
         on_orphans: Callable[[list[Outgoing]], None] | None = None,
         rng: random.Random | None = None,
+        tls: LinkTls | None = None,
     ) -> None:
         self.door = door
+        # Sibling workers' Unix sockets are plain; other members' doors speak TLS when set.
+        self._tls = None if door.startswith(UNIX_PREFIX) else tls
         self.max_bytes = max_bytes
         self._ledger = ledger
         self._headers = {"Content-Type": "application/octet-stream"}
@@ -260,9 +281,7 @@ class PeerLink:
         return self._session
 
     def _url(self, path: str) -> str:
-        if self.door.startswith(UNIX_PREFIX):
-            return f"http://localhost{path}"
-        return f"http://{self.door}{path}"
+        return door_url(self.door, path, self._tls)
 
     # ---- sending ------------------------------------------------------------------------------
 
@@ -325,8 +344,15 @@ class PeerLink:
         headers = {**self._headers, HOPS_HEADER: str(first.hops)}
         pause = min(_RETRY_MAX, _RETRY_INITIAL * 2 ** min(self.failures, 10))
         pause = self._rng.uniform(pause / 2, pause)
+        tls = self._tls
         try:
-            async with self._client().post(self._url(path), data=body, headers=headers) as reply:
+            async with self._client().post(
+                self._url(path),
+                data=body,
+                headers=headers,
+                ssl=tls.context() if tls is not None else True,
+                server_hostname=tls.server_name if tls is not None else None,
+            ) as reply:
                 status = reply.status
                 text = (await reply.read())[:300].decode(errors="replace")
                 workers = reply.headers.get(WORKERS_HEADER)
@@ -336,7 +362,7 @@ class PeerLink:
                 "unreachable",
                 "peer %s unreachable (%s); %d spans wait for it",
                 self.door,
-                type(error).__name__,
+                _reason(error),
                 self.queued_spans + sum(item.spans for item in items),
             )
             return "retry", pause
@@ -358,3 +384,11 @@ class PeerLink:
             text,
         )
         return "retry", pause
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, in a few words: a TLS failure says why (an unknown CA, a name that does
+    not match), other errors their kind."""
+    if isinstance(error, aiohttp.ClientSSLError):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__

@@ -15,13 +15,15 @@ Every answer carries `X-Refinery-Workers`, so senders learn which door owns what
 secret (`cluster.secret`) every request must carry it as a bearer token; without one the door
 also checks that forwarded spans from other nodes are valid OTLP (the sending member checked them
 at its front door, but an unauthenticated door must not trust that). Sibling workers of the
-node, on the Unix socket, are trusted: they checked what they forward.
+node, on the Unix socket, are trusted: they checked what they forward. With `ssl_context` the
+TCP door speaks TLS; the Unix socket between a node's workers never does.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -66,8 +68,10 @@ class PeerDoor:
         lookup: TraceLookup | None = None,
         on_membership: MembershipEvent | None = None,
         reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._sink = sink
+        self._ssl_context = ssl_context
         self._metrics = metrics
         self._tcp = tcp
         self._unix_path = unix_path
@@ -98,7 +102,13 @@ class PeerDoor:
         try:
             if self._tcp is not None:
                 host, port = self._tcp
-                tcp = web.TCPSite(runner, host, port, reuse_port=self._reuse_port or None)
+                tcp = web.TCPSite(
+                    runner,
+                    host,
+                    port,
+                    reuse_port=self._reuse_port or None,
+                    ssl_context=self._ssl_context,
+                )
                 await tcp.start()
                 self.port = _bound_port(tcp) or port
             if self._unix_path is not None:

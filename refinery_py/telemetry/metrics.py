@@ -6,6 +6,8 @@ attributes they own; tests build their own registry and read the values back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from refinery_py import __version__
@@ -304,6 +306,8 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        self.credentials = CredentialMetrics(r)
+
         # rules
         self.rules_reloads = Counter(
             "refinery_rules_reload",
@@ -347,3 +351,26 @@ class MembershipMetrics:
             "Times this node's view of the cluster changed.",
             registry=registry,
         )
+
+
+class CredentialMetrics:
+    """Reloads of certificate, key, CA and token files that changed on disk."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.reloads = Counter(
+            "refinery_credential_reloads",
+            "Changed certificate, key, CA or token files read again, by kind (server_tls, "
+            "peer_tls, export_tls, tokens) and outcome (applied; failed: the ones in use stay).",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+
+    def outcome(self, kind: str) -> Callable[[bool], None]:
+        """A reload callback counting under `kind`."""
+        applied = self.reloads.labels(kind, "applied")
+        failed = self.reloads.labels(kind, "failed")
+
+        def count(taken: bool) -> None:
+            (applied if taken else failed).inc()
+
+        return count
