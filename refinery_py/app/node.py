@@ -28,6 +28,7 @@ from refinery_py.api.rules_routes import rules_routes
 from refinery_py.api.server import ApiServer
 from refinery_py.app.membership import member_source
 from refinery_py.app.outputs import log_outputs, otlp_exporter
+from refinery_py.app.phase_times import PhaseTimes
 from refinery_py.app.process import machine_memory
 from refinery_py.app.role import WorkerRole, api_socket, peer_socket, supervisor_socket
 from refinery_py.app.rules_admin import NodeRules
@@ -188,6 +189,7 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._state = "starting"
+        self._shutdown = PhaseTimes()
 
     def _relief(self) -> Relief | None:
         relief = self.settings.stress_relief
@@ -449,7 +451,8 @@ class Node:
     async def leave(self) -> None:
         """Leave the cluster (if in one): deregister, and hand every trace to its new owner."""
         if self.controller is not None:
-            await self.controller.leave()
+            with self._shutdown.phase("leave"):
+                await self.controller.leave()
 
     async def stop_intake(self) -> None:
         """Shutdown, first phase: stop the front doors and deliver what goes to sibling workers.
@@ -460,17 +463,19 @@ class Node:
         self._state = "shutting down"
         if self._watcher is not None:
             self._watcher.cancel()
-        await asyncio.gather(
-            self.grpc.stop(RECEIVER_GRACE),
-            self.http.stop(RECEIVER_GRACE),
-            *(door.stop(RECEIVER_GRACE) for door in self.owned_doors),
-        )
+        with self._shutdown.phase("front doors"):
+            await asyncio.gather(
+                self.grpc.stop(RECEIVER_GRACE),
+                self.http.stop(RECEIVER_GRACE),
+                *(door.stop(RECEIVER_GRACE) for door in self.owned_doors),
+            )
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.close)
         if self.forwarder is not None:
-            kept = await self.forwarder.close_links(
-                self.role.sibling_doors(), SHUTDOWN_FLUSH_TIMEOUT
-            )
+            with self._shutdown.phase("sibling links"):
+                kept = await self.forwarder.close_links(
+                    self.role.sibling_doors(), SHUTDOWN_FLUSH_TIMEOUT
+                )
             self.pipeline.adopt_leftovers(kept)
         self._state = "intake stopped"
 
@@ -480,8 +485,9 @@ class Node:
         if self.peer_door is None or self.role.cluster is None:
             return
         deadline = time.monotonic() + self.settings.cluster.drain_timeout
-        while time.monotonic() < deadline and self.peer_door.idle_seconds() < IDLE_PEERS:
-            await asyncio.sleep(0.1)
+        with self._shutdown.phase("drain"):
+            while time.monotonic() < deadline and self.peer_door.idle_seconds() < IDLE_PEERS:
+                await asyncio.sleep(0.1)
 
     async def finish(self) -> None:
         """Shutdown, second phase: close the peer door, deliver what is forwarded, decide every
@@ -489,10 +495,12 @@ class Node:
         if self.peer_door is not None:
             await self.peer_door.stop()
         if self.forwarder is not None:
-            self.pipeline.adopt_leftovers(await self.forwarder.close(SHUTDOWN_FLUSH_TIMEOUT))
+            with self._shutdown.phase("peer links"):
+                self.pipeline.adopt_leftovers(await self.forwarder.close(SHUTDOWN_FLUSH_TIMEOUT))
         waiting = len(self.pipeline.buffer.traces)
         log.info("shutting down: deciding %d buffered traces and flushing exports", waiting)
-        await self.pipeline.shutdown(SHUTDOWN_FLUSH_TIMEOUT)
+        with self._shutdown.phase("decide and flush"):
+            await self.pipeline.shutdown(SHUTDOWN_FLUSH_TIMEOUT)
         if self._ticker is not None:
             await self._ticker
         await self.api.stop()
@@ -501,7 +509,7 @@ class Node:
             await self.rules_sync.stop()
         if self.store_reader is not None:
             await self.store_reader.aclose()
-        log.info("stopped")
+        log.info("stopped (%s)", self._shutdown)
 
 
 class _OwnedSpans:

@@ -36,6 +36,7 @@ from refinery_py.api.server import ApiServer
 from refinery_py.app.cluster_agent import ClusterAgent
 from refinery_py.app.node import Node
 from refinery_py.app.outputs import log_outputs
+from refinery_py.app.phase_times import PhaseTimes
 from refinery_py.app.ports import PortReservations
 from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
 from refinery_py.app.security import Security
@@ -248,17 +249,23 @@ class Supervisor:
     async def stop(self) -> int:
         """The phased shutdown; the exit code is 0 when every worker exited cleanly."""
         self.stopping = True
+        times = PhaseTimes()
         if self.agent is not None:
-            await self.agent.leave(10.0)
+            with times.phase("leave"):
+                await self.agent.leave(10.0)
         self.signal_all(signal.SIGTERM)
-        if not await self.wait_for("intake stopped", DRAIN_TIMEOUT):
-            log.warning("not every worker flushed its forwarded spans in time; finishing anyway")
-        await self.drain()
+        with times.phase("intake"):
+            if not await self.wait_for("intake stopped", DRAIN_TIMEOUT):
+                log.warning("not every worker flushed its forwarded spans in time; finishing")
+        with times.phase("drain"):
+            await self.drain()
         self.signal_all(signal.SIGUSR1)
         deadline = time.monotonic() + EXIT_TIMEOUT
-        for process in self.processes:
-            if process is not None:
-                await asyncio.to_thread(process.join, max(0.0, deadline - time.monotonic()))
+        with times.phase("workers finish"):
+            for process in self.processes:
+                if process is not None:
+                    await asyncio.to_thread(process.join, max(0.0, deadline - time.monotonic()))
+        log.info("workers stopped (%s)", times)
         codes = [p.exitcode for p in self.processes if p is not None]
         return 0 if all(code == 0 for code in codes) else 1
 

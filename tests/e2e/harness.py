@@ -268,8 +268,14 @@ class RefineryProcess:
         return total
 
     def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then the exit code; a shutdown that overruns `timeout` fails with the log
+        (which names each shutdown phase and how long it took)."""
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log = "".join(self.log[-120:])
+            raise AssertionError(f"still shutting down after {timeout:.0f} s\n{log}") from None
         self._reader.join(timeout=5)
         return code
 
