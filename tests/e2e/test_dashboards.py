@@ -626,3 +626,23 @@ def test_every_alert_fires(observed: Observed) -> None:
     assert expected <= fired, (
         f"alerts that never fired: {sorted(expected - fired)}" + observed.context()
     )
+
+
+def test_spans_lost_counts_spans_that_died_with_a_worker(observed: Observed) -> None:
+    """RefinerySpansLost names every way spans were lost: here the dead backend's drops and the
+    forwarded spans that died with the killed worker."""
+    wanted = {("otlp", "dropped_retries_exhausted"), ("worker", "died_forward_queue")}
+    seen: set[tuple[str, str]] = set()
+
+    def both_fired() -> bool:
+        result = observed.prometheus.query(
+            "max by (exporter, outcome) (max_over_time("
+            f'ALERTS{{alertname="RefinerySpansLost", alertstate="firing"}}[{RATE_WINDOW}]))'
+        )
+        seen.update((s["metric"]["exporter"], s["metric"]["outcome"]) for s in result)
+        return wanted <= seen
+
+    deadline = time.monotonic() + 60
+    while not both_fired() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert wanted <= seen, f"RefinerySpansLost fired for {sorted(seen)}" + observed.context()
