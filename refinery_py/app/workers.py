@@ -42,7 +42,7 @@ from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
 from refinery_py.app.security import Security
 from refinery_py.app.supervisor_api import SupervisorApi
 from refinery_py.app.worker_client import WorkerClient
-from refinery_py.app.worker_metrics import WorkerMetrics
+from refinery_py.app.worker_metrics import HELD, WorkerMetrics
 from refinery_py.app.worker_process import DRAIN_TIMEOUT, run_worker
 from refinery_py.cluster.membership import ClusterView
 from refinery_py.config.addresses import HostPort
@@ -117,6 +117,8 @@ class Supervisor:
             ["where"],
             registry=self.registry,
         )
+        for where in HELD:  # from zero: the first death's loss must show as an increase
+            self.lost_spans.labels(where)
 
     def _reserve_each(self, address: str | None) -> tuple[str, ...]:
         """Worker i's own port (address's port + i, or any free one for port 0), held now."""

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 PEER = "peer"
 """The protocol label of spans and requests at the peer door."""
+REFUSALS = ("unauthorized", "malformed", "overloaded")
+"""The reasons the peer door refuses a request for (`refinery_requests_rejected_total`)."""
 
 TraceLookup = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MembershipEvent = Callable[[str, bool], Awaitable[None]]
@@ -89,6 +91,9 @@ class PeerDoor:
         self._received = metrics.cluster_spans.labels("received")
         self._last_request = time.monotonic()
         self._bytes = metrics.request_bytes.labels(PEER)
+        # From zero, as the front doors' refusals: a first refusal must show as an increase.
+        for reason in REFUSALS:
+            metrics.requests_rejected.labels(PEER, reason)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self._max_request_bytes, middlewares=[self._common])

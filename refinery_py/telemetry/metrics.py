@@ -328,6 +328,7 @@ class Metrics:
         for decision in ("kept", "dropped"):
             self.spans_decided.labels(decision)
             self.late_spans.labels(decision)
+            self.stress_relief_spans.labels(decision)
             for reason in SendReason:
                 if reason is not SendReason.LATE_SPAN:  # late spans are not decisions
                     self.traces_decided.labels(decision, reason.value)
