@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SPANS_PATH = "/peer/v1/spans"
 HANDOFF_PATH = "/peer/v1/handoff"
+NODE_PATH = "/peer/v1/node"
 HOPS_HEADER = "X-Refinery-Hops"
 WORKERS_HEADER = "X-Refinery-Workers"
 """On every peer-door response: the answering node's worker doors, comma-separated, in order."""
@@ -124,7 +125,7 @@ class PeerLink:
         secret: str | None,
         max_bytes: int,
         on_workers: Callable[[str, tuple[str, ...]], None] | None = None,
-        on_orphans: Callable[[list[Outgoing]], None] | None = None,
+        on_orphans: Callable[[str, list[Outgoing]], None] | None = None,
         rng: random.Random | None = None,
         tls: LinkTls | None = None,
     ) -> None:
@@ -149,6 +150,8 @@ class PeerLink:
         self.failures = 0
         """Consecutive failed attempts (0 while the peer answers)."""
         self._failing_since: float | None = None
+        self._unintroduced = on_workers is not None and not door.startswith(UNIX_PREFIX)
+        """The node's worker doors are still to be learned (`_ask_for_workers`)."""
 
     # ---- the queue ----------------------------------------------------------------------------
 
@@ -287,6 +290,8 @@ class PeerLink:
 
     async def _run(self) -> None:
         try:
+            if self._unintroduced:
+                await self._ask_for_workers()
             await self._send_all()
         finally:
             if self._retired and self._session is not None:
@@ -303,6 +308,10 @@ class PeerLink:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if self._unintroduced:
+                await self._ask_for_workers()
+                if not state.queue:
+                    continue  # learning the doors re-routed it all to the owning workers
             items = self._take()
             state.in_flight = items
             try:
@@ -313,7 +322,7 @@ class PeerLink:
                 if self._retired:
                     self._settle(items)
                     if self._on_orphans is not None:
-                        self._on_orphans(items)
+                        self._on_orphans(self.door, items)
                     continue
                 state.queue.extendleft(reversed(items))
                 self.failures += 1
@@ -331,6 +340,29 @@ class PeerLink:
             self._failing_since = None
             self._settle(items)
             self._ledger.outcome[outcome].inc(sum(item.spans for item in items))
+
+    async def _ask_for_workers(self) -> None:
+        """Learn the node's worker doors before the first request, so that even the first spans
+        go to their owning worker in one hop (what was queued here is re-routed to them). A
+        failure is not an error: it is asked again before the next request, and every answer
+        to a forwarding request names the doors too."""
+        tls = self._tls
+        try:
+            async with self._client().get(
+                self._url(NODE_PATH),
+                headers=self._headers,
+                ssl=tls.context() if tls is not None else True,
+                server_hostname=tls.server_name if tls is not None else None,
+            ) as reply:
+                workers = reply.headers.get(WORKERS_HEADER) if reply.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return
+        self._learned(workers)
+
+    def _learned(self, workers: str | None) -> None:
+        if workers and self._on_workers is not None:
+            self._unintroduced = False
+            self._on_workers(self.door, tuple(w for w in workers.split(",") if w))
 
     async def _send(self, items: list[Outgoing]) -> tuple[str, float]:
         """("delivered" | "rejected" | "retry", pause before the retry)."""
@@ -366,8 +398,7 @@ class PeerLink:
                 self.queued_spans + sum(item.spans for item in items),
             )
             return "retry", pause
-        if workers and self._on_workers is not None:
-            self._on_workers(self.door, tuple(w for w in workers.split(",") if w))
+        self._learned(workers)
         if status == 200:
             return "delivered", 0.0
         if status in (400, 413):
