@@ -12,6 +12,7 @@ from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.pipeline import DECIDE_ERROR_REASON, Pipeline
 from refinery_py.telemetry import Metrics
 from tests.otlp_builders import request, span
+from tests.pipeline_support import Clock, Collecting
 
 RULES = """
 RulesVersion: 2
@@ -27,28 +28,6 @@ Samplers:
         - Name: drop the rest
           Drop: true
 """
-
-
-class Collecting:
-    def __init__(self) -> None:
-        self.traces: list[KeptTrace] = []
-
-    def offer(self, trace: KeptTrace) -> None:
-        self.traces.append(trace)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, timeout: float) -> None:
-        return None
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make(

@@ -19,35 +19,14 @@ from refinery_py.cluster.ownership import Placement, worker_of
 from refinery_py.cluster.peer_door import PeerDoor
 from refinery_py.config.rules import parse_rules
 from refinery_py.decide.engine import RulesEngine
-from refinery_py.model import KeptTrace, SpanBatch
+from refinery_py.model import SpanBatch
 from refinery_py.otlp.batch_codec import encode_span_batch
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.pipeline import Pipeline
 from refinery_py.telemetry import Metrics
 from tests.cluster_support import KEEP_ALL, free_port
 from tests.otlp_builders import request, span
-
-
-class Collecting:
-    def __init__(self) -> None:
-        self.traces: list[KeptTrace] = []
-
-    def offer(self, trace: KeptTrace) -> None:
-        self.traces.append(trace)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, timeout: float) -> None:
-        return None
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.pipeline_support import Clock, Collecting
 
 
 class Member:
