@@ -102,7 +102,15 @@ class PeerDoor:
         app.router.add_get("/peer/v1/node", self._node)
         app.router.add_get("/peer/v1/traces/{trace_id}", self._trace)
         app.router.add_post(MEMBERSHIP_PATH, self._membership)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        # Members never compress; aiohttp inflating a corrupt stream inside a handler answered
+        # 500 with a traceback, so bodies are taken as sent (a compressed one is not a record).
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=0.1,
+            auto_decompress=False,
+        )
         await runner.setup()
         try:
             if self._tcp is not None:

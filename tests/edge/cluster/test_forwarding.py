@@ -7,6 +7,7 @@ while another queues for it, owners that disagree for a moment, a clock moved by
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -303,4 +304,24 @@ async def test_an_open_peer_door_checks_what_it_is_given() -> None:
                 ) as response:
                     assert response.status == 400
                     assert "error" in await response.json()
+        assert not member.buffered()
+
+
+@pytest.mark.parametrize("path", ["/peer/v1/spans", "/peer/v1/handoff", "/peer/v1/membership"])
+async def test_a_compressed_body_at_the_peer_door_is_refused_not_a_500(path: str) -> None:
+    """Found by the fault tests' fuzzer: the door let aiohttp inflate bodies, so a corrupt gzip
+    stream raised inside the handler (500, and a traceback in the log). Members never
+    compress; a compressed body is refused like any other that is not a record."""
+    async with cluster(1) as (members, _):
+        (member,) = members
+        corrupt = bytearray(gzip.compress(encode_span_batch(batch_of(range(1, 2)))))
+        corrupt[12] ^= 0xFF
+        async with aiohttp.ClientSession() as session:
+            for body in (bytes(corrupt), gzip.compress(encode_span_batch(batch_of(range(1, 2))))):
+                async with session.post(
+                    f"http://{member.name}{path}",
+                    data=body,
+                    headers={"Content-Encoding": "gzip"},
+                ) as response:
+                    assert response.status == 400
         assert not member.buffered()
