@@ -521,6 +521,9 @@ class _OwnedSpans:
     def accept(self, batch: SpanBatch, protocol: str) -> Admission:
         return self._pipeline.accept_owned(batch, protocol)
 
+    def refusal(self) -> Admission | None:
+        return self._pipeline.refusal()
+
 
 def _with_port(address: str, port: int) -> str:
     return join_host_port(split_host_port(address)[0], port)

@@ -175,6 +175,9 @@ class HttpReceiver:
             return _refused(receipt, encoding)
         if (request.content_length or 0) > self._max_request_bytes:
             return self._too_large(protocol, encoding)
+        early = self._intake.overloaded(protocol)
+        if early is not None:
+            return _refused(early, encoding)  # the body is not even read
         try:
             body = await request.read()
             if coding in CODINGS:

@@ -129,6 +129,9 @@ class Intake:
     ) -> Receipt:
         """Decode `body` and offer its spans to the pipeline; never raises for bad input."""
         self._request_bytes[protocol].inc(len(body))
+        early = self.overloaded(protocol)
+        if early is not None:
+            return early
         tag = None
         if sender.customer and self._customer_field:
             tag = (self._customer_field, sender.customer)
@@ -149,6 +152,15 @@ class Intake:
         self._rejected_spans.inc(batch.rejected)
         self._log.report(f"{protocol}:{INVALID_ID}", "%s: %s", protocol, batch.reject_message)
         return Receipt(None, batch.reject_message, batch.rejected)
+
+    def overloaded(self, protocol: str) -> Receipt | None:
+        """The refusal's receipt when the pipeline would refuse any request now: asked before a
+        body is read and decoded, so a refusal under overload costs next to nothing."""
+        admission = self._sink.refusal()
+        if admission is None:
+            return None
+        message = admission.message or "the pipeline is full; retry later"
+        return self.refuse(protocol, Refusal.OVERLOADED, message, admission.retry_after)
 
     def refuse(
         self,

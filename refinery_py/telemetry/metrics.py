@@ -123,6 +123,17 @@ class Metrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
+        self.decision_failures = Counter(
+            "refinery_decision_failures",
+            "Unexpected errors while deciding or exporting a trace, or in the rest of a decision "
+            "tick (logged with a traceback): a bug costs the trace it hit, never the ticker.",
+            registry=r,
+        )
+        self.decision_failed_spans = Counter(
+            "refinery_decision_failed_spans",
+            "Spans of traces lost to an unexpected error while being decided or exported.",
+            registry=r,
+        )
         self.decision_delay = Histogram(
             "refinery_trace_decision_delay_seconds",
             "Time from a trace's root span arriving to its decision.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from refinery_py.assemble import DecisionCache, TraceBuffer
@@ -191,3 +193,36 @@ def test_overload_refuses_with_a_retry_hint() -> None:
     assert admission.retry_after >= 1
     assert "behind" in admission.message
     assert pipeline.buffer.span_count == 0
+
+
+class FailsOnce(Collecting):
+    """An exporter with a bug that shows once (what no real part produces on demand)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def offer(self, trace: KeptTrace) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug")
+        super().offer(trace)
+
+
+async def test_an_unexpected_error_costs_one_trace_never_the_ticker() -> None:
+    pipeline, _, clock, metrics = make()
+    exporter = FailsOnce()
+    pipeline.exporters = [exporter]
+    send(pipeline, span(1, 1, error=True), span(2, 1, error=True))  # kept roots, due in 2 s
+    clock.now += 3.0
+    ticker = asyncio.create_task(pipeline.run())
+    for _ in range(200):
+        if exporter.traces:
+            break
+        await asyncio.sleep(0.01)
+    assert not ticker.done(), "the ticker carries on"
+    assert len(exporter.traces) == 1, "the trace after the failing one was decided"
+    assert metrics.decision_failures._value.get() == 1
+    assert metrics.decision_failed_spans._value.get() == 1
+    await pipeline.shutdown(1.0)
+    await ticker
