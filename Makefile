@@ -31,6 +31,16 @@ run: $(STAMP) compiled
 test: $(STAMP) compiled peers system-deps lint typecheck
 	$(BIN)/python -m pytest
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
 docs: $(STAMP)
 	$(BIN)/python -m refinery_py.config.reference docs
 

@@ -26,11 +26,13 @@ import argparse
 import collections
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,6 +70,10 @@ class Run:
         return self.front_cpu / max(1.0, self.spans) * 1e5
 
 
+_STARTED: list[Node] = []
+"""Every node this run started: whatever happens, none outlives the benchmark."""
+
+
 class Node(Refinery):
     """A refinery_py node with a `cluster` section and, optionally, per-worker OTLP ports."""
 
@@ -76,7 +82,7 @@ class Node(Refinery):
         settings: Settings,
         rules: Path,
         name: str,
-        cluster: dict[str, object] | None,
+        cluster: Mapping[str, object] | None,
         *,
         peer_port: int = 0,
         owned_port: int | None = None,
@@ -89,6 +95,10 @@ class Node(Refinery):
         self.peer_port = peer_port or free_port()
         self.owned_port = owned_port
 
+    def start(self, timeout: float = 60.0) -> None:
+        _STARTED.append(self)  # before it runs: a failed start is cleaned up too
+        super().start(timeout)
+
     def config(self) -> dict[str, object]:
         config = super().config()
         listen = config["listen"]
@@ -97,7 +107,7 @@ class Node(Refinery):
         if self.owned_port is not None:
             listen["otlp_grpc_per_worker"] = f"127.0.0.1:{self.owned_port}"
         if self.cluster is not None:
-            config["cluster"] = self.cluster
+            config["cluster"] = dict(self.cluster)
         config["logging"] = {"level": "info"}
         return config
 
@@ -301,6 +311,8 @@ def main() -> None:
     parser.add_argument("--no-collector", action="store_true")
     parser.add_argument("--no-moves", action="store_true")
     args = parser.parse_args()
+    # SIGTERM (a timeout, a CI job cancelled) unwinds like Ctrl-C: the nodes are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folder = RESULTS / time.strftime("cluster-%Y%m%dT%H%M%S")
     folder.mkdir(parents=True)
     senders = Senders("http", SENDERS, 8, args.traces)
@@ -348,6 +360,8 @@ def main() -> None:
         if not args.no_moves:
             report["moves"] = moves(args, folder, senders)
     finally:
+        for node in _STARTED:
+            node.stop(5)
         senders.close()
         sink.stop()
     print(render(runs, report))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +121,8 @@ def refinery_runs(args: argparse.Namespace, notes: list[str]) -> list[tuple[Path
 
 def main() -> None:
     args = parse_args()
+    # SIGTERM (a timeout, a CI job cancelled) unwinds like Ctrl-C: no server outlives the run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     mode = QUICK if args.quick else FULL
     traces = args.traces or mode.traces
     send_delay = args.send_delay if args.send_delay is not None else mode.send_delay

@@ -7,7 +7,8 @@ under test receives — to count spans exactly and to note, for every root span 
 its trace first reached the sink (CLOCK_MONOTONIC, comparable across processes on one machine).
 The benchmark runner starts it as a process (`sink_main`) and asks over a pipe for the counts and
 for the root receive times, which it joins with the senders' root acknowledgements to get the
-decision latency. gzip-compressed exports are inflated by grpc itself.
+decision latency. gzip-compressed exports are inflated by grpc itself. `down()` makes it answer
+every export UNAVAILABLE until `up()` (a backend outage, for bench/soak.py).
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ class Sink:
         self.spans = 0
         self.bytes = 0
         self.roots: dict[bytes, float] = {}
+        self.down = False
         self._lock = threading.Lock()
 
-    def export(self, request: bytes, _: grpc.ServicerContext) -> bytes:
+    def export(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        if self.down:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the sink is down (a simulated outage)")
         now = time.monotonic()
         spans = 0
         roots: list[bytes] = []
@@ -88,6 +92,9 @@ def sink_main(port: int, conn: Connection) -> None:
             conn.send(sink.counts())
         elif command == "roots":
             conn.send(sink.take_roots())
+        elif command in ("down", "up"):
+            sink.down = command == "down"
+            conn.send(sink.down)
         elif command == "stop":
             server.stop(grace=None)
             conn.send(sink.counts())
@@ -119,6 +126,15 @@ class SinkProcess:
         self._pipe.send("roots")
         roots: dict[bytes, float] = self._pipe.recv()
         return roots
+
+    def down(self) -> None:
+        """Answer every export UNAVAILABLE from now on (until `up`)."""
+        self._pipe.send("down")
+        self._pipe.recv()
+
+    def up(self) -> None:
+        self._pipe.send("up")
+        self._pipe.recv()
 
     def stop(self) -> None:
         if self.process.is_alive():

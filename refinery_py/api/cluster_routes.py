@@ -17,7 +17,7 @@ from aiohttp import web
 from refinery_py.api.errors import ApiError, Handler
 from refinery_py.api.query_params import BadParameter, parse_trace_id
 from refinery_py.cluster.forwarding import LOCAL
-from refinery_py.cluster.link import UNIX_PREFIX
+from refinery_py.cluster.link import UNIX_PREFIX, LinkTls, door_url
 
 _TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=2)
 
@@ -32,9 +32,13 @@ def cluster_routes(status: Callable[[], dict[str, Any]]) -> list[web.RouteDef]:
 
 
 def owner_trace_lookup(
-    local: Handler, destination: Callable[[bytes], str], secret: str | None
+    local: Handler,
+    destination: Callable[[bytes], str],
+    secret: str | None,
+    tls: LinkTls | None = None,
 ) -> Handler:
-    """A trace lookup that asks the trace's owner (`destination` of its ID) before itself."""
+    """A trace lookup that asks the trace's owner (`destination` of its ID) before itself
+    (over TLS with `tls`, unless the owner is a sibling worker)."""
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
 
     async def trace(request: web.Request) -> web.StreamResponse:
@@ -44,7 +48,7 @@ def owner_trace_lookup(
             raise ApiError(400, str(exc)) from None
         door = destination(trace_id)
         if door != LOCAL:
-            found = await _ask(door, trace_id.hex(), headers)
+            found = await _ask(door, trace_id.hex(), headers, tls)
             if found is not None:
                 return found
         return await local(request)
@@ -52,17 +56,24 @@ def owner_trace_lookup(
     return trace
 
 
-async def _ask(door: str, trace_id: str, headers: dict[str, str]) -> web.Response | None:
+async def _ask(
+    door: str, trace_id: str, headers: dict[str, str], tls: LinkTls | None
+) -> web.Response | None:
     """The owner's answer when it has the trace; None when it does not or cannot answer."""
     connector: aiohttp.BaseConnector | None = None
-    url = f"http://{door}/peer/v1/traces/{trace_id}"
     if door.startswith(UNIX_PREFIX):
         connector = aiohttp.UnixConnector(path=door[len(UNIX_PREFIX) :])
-        url = f"http://localhost/peer/v1/traces/{trace_id}"
+        tls = None
+    url = door_url(door, f"/peer/v1/traces/{trace_id}", tls)
     try:
         async with (
             aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT) as session,
-            session.get(url, headers=headers) as response,
+            session.get(
+                url,
+                headers=headers,
+                ssl=tls.context() if tls is not None else True,
+                server_hostname=tls.server_name if tls is not None else None,
+            ) as response,
         ):
             if response.status != 200:
                 return None

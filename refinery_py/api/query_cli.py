@@ -1,8 +1,10 @@
 """`refinery-py query traces | trace | summary | customers`: the query API from a terminal.
 
 Talks to a running node (`--api`, default http://127.0.0.1:8088, bearer token from `--token` or
-REFINERY_API_TOKEN) or reads a store file directly (`--store FILE`). Prints tables, or the API's
-JSON document with `--json`. Exit status 0 on an answer, 1 when the question failed.
+REFINERY_API_TOKEN; for an https:// API, `--cacert` names the CA to check it against and `--cert`
+and `--key` a client certificate) or reads a store file directly (`--store FILE`). Prints
+tables, or the API's JSON document with `--json`. Exit status 0 on an answer, 1 when the
+question failed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,13 @@ def _common_options() -> argparse.ArgumentParser:
         default=os.environ.get(TOKEN_ENV),
         help=f"bearer token for the API (default: ${TOKEN_ENV})",
     )
+    common.add_argument(
+        "--cacert", metavar="FILE", help="PEM CA certificates to check an https:// API against"
+    )
+    common.add_argument(
+        "--cert", metavar="FILE", help="PEM client certificate for an API that requires one"
+    )
+    common.add_argument("--key", metavar="FILE", help="PEM private key of --cert")
     common.add_argument(
         "--store", metavar="FILE", help="read this store file directly instead of asking a node"
     )
@@ -130,8 +140,17 @@ def run_query(args: argparse.Namespace) -> int:
         StoreFileSource,
     )
 
+    if (args.cert is None) != (args.key is None):
+        print("error: --cert and --key go together", file=sys.stderr)
+        return 1
     file_source = StoreFileSource(args.store) if args.store else None
-    source: Source = file_source or ApiSource(args.api, args.token)
+    try:
+        source: Source = file_source or ApiSource(
+            args.api, args.token, api_tls(args.cacert, args.cert, args.key)
+        )
+    except (OSError, ssl.SSLError) as exc:
+        print(f"error: cannot use the TLS files: {exc}", file=sys.stderr)
+        return 1
     try:
         document = _ask(source, args)
     except QueryFailed as exc:
@@ -151,3 +170,14 @@ def run_query(args: argparse.Namespace) -> int:
         }[args.ask]
         print(render(document))
     return 0
+
+
+def api_tls(cacert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The client context for an https:// API: the system's CAs unless `cacert` names others,
+    and a client certificate if given; None when nothing was asked for."""
+    if cacert is None and cert is None:
+        return None
+    context = ssl.create_default_context(cafile=cacert)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context

@@ -8,6 +8,7 @@ them with the API's own parser.
 from __future__ import annotations
 
 import sqlite3
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -65,11 +66,13 @@ class Source(Protocol):
 
 
 class ApiSource:
-    """Asks a node's HTTP API (`--api`), with the bearer token if one is given."""
+    """Asks a node's HTTP API (`--api`), with the bearer token if one is given (and, for an
+    https:// API, `tls`: the CA to check it against, a client certificate)."""
 
-    def __init__(self, base_url: str, token: str | None) -> None:
+    def __init__(self, base_url: str, token: str | None, tls: ssl.SSLContext | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.tls = tls
 
     def _get(self, path: str, params: Pairs = ()) -> JsonDict:
         url = self.base_url + path
@@ -80,7 +83,9 @@ class ApiSource:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+            with urllib.request.urlopen(
+                request, timeout=HTTP_TIMEOUT, context=self.tls
+            ) as response:
                 body = response.read()
         except urllib.error.HTTPError as error:
             with error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,7 +16,8 @@ class ApiServer:
     """Serves the given routes on `host:port` (or on a Unix socket at `unix_path`); errors
     come back as `{"error": message}` JSON.
 
-    `middlewares` (an API token check, say) run inside the JSON error handling, in order.
+    `middlewares` (an API token check, say) run inside the JSON error handling, in order. With
+    `ssl_context` the TCP address speaks TLS (a Unix socket never does).
     """
 
     def __init__(
@@ -25,8 +27,11 @@ class ApiServer:
         routes: Iterable[web.RouteDef],
         middlewares: Iterable[Middleware] = (),
         unix_path: Path | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
         self.port = port
         self.unix_path = unix_path
         self.app = web.Application(middlewares=[json_errors, *middlewares])
@@ -39,7 +44,7 @@ class ApiServer:
             self.unix_path.unlink(missing_ok=True)
             await web.UnixSite(self._runner, str(self.unix_path)).start()
             return
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         server = site._server  # aiohttp exposes the bound socket only here
         if self.port == 0 and server is not None:

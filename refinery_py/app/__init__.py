@@ -61,7 +61,7 @@ async def serve(settings: Settings, rules: RulesSpec, workers: int = 1) -> int:
         stop.set()
 
     def on_hangup() -> None:
-        node.rules.reload("SIGHUP")
+        node.hangup()
         if node.controller is not None:
             node.controller.refresh()
 

@@ -21,6 +21,7 @@ from refinery_py.app.membership import member_source
 from refinery_py.app.role import ClusterRole
 from refinery_py.app.rules_admin import RULES_POLL_INTERVAL
 from refinery_py.app.worker_client import WorkerClient
+from refinery_py.cluster.link import LinkTls
 from refinery_py.cluster.membership import ClusterController, ClusterView
 from refinery_py.cluster.rules_sync import RulesSync
 from refinery_py.config.problems import ConfigError
@@ -42,11 +43,12 @@ class ClusterAgent:
         live_workers: Callable[[], list[int]],
         rules: RulesSpec,
         registry: CollectorRegistry,
+        link_tls: LinkTls | None = None,
     ) -> None:
         self._client = client
         self._live_workers = live_workers
         self.controller = ClusterController(
-            member_source(settings, role.node),
+            member_source(settings, role.node, link_tls),
             self_node=role.node,
             source_name=settings.cluster.source,
             on_view=self._new_view,

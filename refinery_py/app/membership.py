@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from refinery_py.cluster.announce import announcer
 from refinery_py.cluster.dns_members import DnsMembers
+from refinery_py.cluster.link import LinkTls
 from refinery_py.cluster.membership import MemberSource, StaticMembers
 from refinery_py.cluster.redis_members import RedisMembers
 from refinery_py.config.problems import ConfigError
@@ -16,15 +17,16 @@ from refinery_py.model.addresses import split_host_port
 log = logging.getLogger("refinery_py")
 
 
-def member_source(settings: Settings, node: str) -> MemberSource | None:
-    """The source of `settings.cluster` for the node named `node`; None for a lone node."""
+def member_source(settings: Settings, node: str, tls: LinkTls | None = None) -> MemberSource | None:
+    """The source of `settings.cluster` for the node named `node`; None for a lone node.
+    Static members' announcements go over TLS with `tls`."""
     cluster = settings.cluster
     if cluster.peers is not None:
         return StaticMembers(
             cluster.peers,
             lambda: _reread_peers(settings.source),
             node=node,
-            announce=announcer(node, cluster.secret),
+            announce=announcer(node, cluster.secret, tls),
         )
     if cluster.redis is not None:
         redis = cluster.redis

@@ -28,9 +28,11 @@ from refinery_py.api.rules_routes import rules_routes
 from refinery_py.api.server import ApiServer
 from refinery_py.app.membership import member_source
 from refinery_py.app.outputs import log_outputs, otlp_exporter
+from refinery_py.app.phase_times import PhaseTimes
 from refinery_py.app.process import machine_memory
 from refinery_py.app.role import WorkerRole, api_socket, peer_socket, supervisor_socket
 from refinery_py.app.rules_admin import NodeRules
+from refinery_py.app.security import Security
 from refinery_py.assemble import DecisionCache, TraceBuffer
 from refinery_py.cluster.forwarding import Forwarder
 from refinery_py.cluster.membership import ClusterController, ClusterView
@@ -41,7 +43,7 @@ from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.stats import SamplerStats
-from refinery_py.model import Admission, SpanBatch, TraceExporter
+from refinery_py.model import Admission, SpanBatch, SpanSink, TraceExporter
 from refinery_py.model.addresses import join_host_port, split_host_port
 from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.pipeline import Pipeline, Relief
@@ -76,13 +78,16 @@ class Node:
         role = self.role
         traces = settings.traces
         workers = role.workers
+        self.security = Security(settings, self.metrics.credentials)
         self.rules = NodeRules(self.rules_spec, self.metrics, self._use_engine)
         self.rules.engine.set_cluster_size(1, workers=workers)
         # Through a method, not the bound stats(): a reload replaces the engine.
         self.metrics.registry.register(SamplerCollector(self.sampler_stats))
         self.exporters: list[TraceExporter] = []
         self.upstream = (
-            None if settings.export.otlp is None else otlp_exporter(settings, self.metrics)
+            None
+            if settings.export.otlp is None
+            else otlp_exporter(settings, self.metrics, self.security.export)
         )
         if self.upstream is not None:
             self.exporters.append(self.upstream)
@@ -134,13 +139,27 @@ class Node:
             if settings.record.dir
             else None
         )
-        intake = Intake(self.pipeline, OriginInterner(), self.metrics, recorder=self.recorder)
+        intake = self._intake(self.pipeline)
         max_request = settings.limits.max_request_bytes
         grpc_host, grpc_port = split_host_port(settings.listen.otlp_grpc)
         http_host, http_port = split_host_port(settings.listen.otlp_http)
         shared = workers > 1  # the workers of a node share its public ports
-        self.grpc = GrpcReceiver(intake, grpc_host, grpc_port, max_request, reuse_port=shared)
-        self.http = HttpReceiver(intake, http_host, http_port, max_request, reuse_port=shared)
+        self.grpc = GrpcReceiver(
+            intake,
+            grpc_host,
+            grpc_port,
+            max_request,
+            reuse_port=shared,
+            credentials=self.security.grpc_credentials("otlp_grpc"),
+        )
+        self.http = HttpReceiver(
+            intake,
+            http_host,
+            http_port,
+            max_request,
+            reuse_port=shared,
+            ssl_context=self.security.server_context("otlp_http"),
+        )
         self.owned_doors = self._owned_doors(max_request, shared)
         self.queries = QueryHandlers(self.store_reader, self.pipeline.decisions.get)
         self.peer_door = None if self.forwarder is None else self._peer_door(max_request)
@@ -153,7 +172,7 @@ class Node:
             # A node of one process runs its membership itself; a supervisor does it for its
             # workers and tells them each new view.
             self.controller = ClusterController(
-                member_source(settings, role.cluster.node),
+                member_source(settings, role.cluster.node, self.security.peer_links),
                 self_node=role.cluster.node,
                 source_name=settings.cluster.source,
                 on_view=self.apply_view,
@@ -170,6 +189,7 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._state = "starting"
+        self._shutdown = PhaseTimes()
 
     def _relief(self) -> Relief | None:
         relief = self.settings.stress_relief
@@ -181,19 +201,41 @@ class Node:
             deactivate_after=relief.deactivate_after,
         )
 
-    def _owned_doors(self, max_request: int, reserved: bool) -> list[GrpcReceiver | HttpReceiver]:
-        """This worker's own OTLP ports, for a trace-ID-routing front (nothing is forwarded)."""
-        listen = self.settings.listen
-        intake = Intake(
-            _OwnedSpans(self.pipeline), OriginInterner(), self.metrics, recorder=self.recorder
+    def _intake(self, sink: SpanSink) -> Intake:
+        """The decode funnel of a set of OTLP doors, with the ingest tokens they require."""
+        fields = self.settings.customer_fields
+        return Intake(
+            sink,
+            OriginInterner(),
+            self.metrics,
+            recorder=self.recorder,
+            auth=self.security.ingest,
+            customer_field=fields[0] if fields else None,
         )
+
+    def _owned_doors(self, max_request: int, reserved: bool) -> list[GrpcReceiver | HttpReceiver]:
+        """This worker's own OTLP ports, for a trace-ID-routing front (nothing is forwarded);
+        the same TLS and tokens as the node's OTLP doors."""
+        listen = self.settings.listen
+        intake = self._intake(_OwnedSpans(self.pipeline))
+        security = self.security
         doors: list[GrpcReceiver | HttpReceiver] = []
         if listen.otlp_grpc_per_worker is not None:
             host, port = split_host_port(listen.otlp_grpc_per_worker)
-            doors.append(GrpcReceiver(intake, host, port, max_request, reuse_port=reserved))
+            credentials = security.grpc_credentials("otlp_grpc")
+            doors.append(
+                GrpcReceiver(
+                    intake, host, port, max_request, reuse_port=reserved, credentials=credentials
+                )
+            )
         if listen.otlp_http_per_worker is not None:
             host, port = split_host_port(listen.otlp_http_per_worker)
-            doors.append(HttpReceiver(intake, host, port, max_request, reuse_port=reserved))
+            context = security.server_context("otlp_http")
+            doors.append(
+                HttpReceiver(
+                    intake, host, port, max_request, reuse_port=reserved, ssl_context=context
+                )
+            )
         return doors
 
     def _forwarder(self) -> Forwarder:
@@ -209,6 +251,7 @@ class Node:
             metrics=self.metrics,
             secret=self.settings.cluster.secret,
             queue_max_bytes=self.settings.cluster.queue_max_bytes,
+            tls=self.security.peer_links,
         )
 
     def _peer_door(self, max_request: int) -> PeerDoor:
@@ -230,6 +273,7 @@ class Node:
             lookup=with_json_errors(self.queries.trace),
             on_membership=self._membership_event,
             reuse_port=role.cluster is not None,  # its port was reserved at start-up
+            ssl_context=self.security.server_context("peer"),
         )
 
     def _api(self) -> ApiServer:
@@ -237,7 +281,10 @@ class Node:
         trace_lookup = None
         if self.forwarder is not None and self.role.cluster is not None:
             trace_lookup = owner_trace_lookup(
-                self.queries.trace, self.forwarder.destination, settings.cluster.secret
+                self.queries.trace,
+                self.forwarder.destination,
+                settings.cluster.secret,
+                self.security.peer_links,
             )
         routes = [
             *health_routes(self.metrics.registry, self.readiness),
@@ -258,7 +305,13 @@ class Node:
                 unix_path=api_socket(self.role.private_dir, self.role.index),
             )
         host, port = split_host_port(settings.listen.api)
-        return ApiServer(host, port, routes, middlewares=middlewares)
+        return ApiServer(
+            host,
+            port,
+            routes,
+            middlewares=middlewares,
+            ssl_context=self.security.server_context("api"),
+        )
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -270,6 +323,11 @@ class Node:
 
     def _use_engine(self, engine: RulesEngine) -> None:
         self.pipeline.decider = engine
+
+    def hangup(self) -> None:
+        """SIGHUP: read the rules again, and any changed certificate, key, CA or token file."""
+        self.rules.reload("SIGHUP")
+        self.security.watcher.check_now()
 
     def cluster_status(self) -> dict[str, Any]:
         """`GET /api/v1/cluster`."""
@@ -342,6 +400,7 @@ class Node:
         self._ticker = asyncio.create_task(self.pipeline.run(), name="decide-ticker")
         if self.rules.file is not None:
             self._watcher = asyncio.create_task(self.rules.watch(), name="rules-watcher")
+        self.security.watcher.start()
         if self.forwarder is not None:
             self.forwarder.start()
         if self.peer_door is not None:
@@ -392,7 +451,8 @@ class Node:
     async def leave(self) -> None:
         """Leave the cluster (if in one): deregister, and hand every trace to its new owner."""
         if self.controller is not None:
-            await self.controller.leave()
+            with self._shutdown.phase("leave"):
+                await self.controller.leave()
 
     async def stop_intake(self) -> None:
         """Shutdown, first phase: stop the front doors and deliver what goes to sibling workers.
@@ -403,17 +463,19 @@ class Node:
         self._state = "shutting down"
         if self._watcher is not None:
             self._watcher.cancel()
-        await asyncio.gather(
-            self.grpc.stop(RECEIVER_GRACE),
-            self.http.stop(RECEIVER_GRACE),
-            *(door.stop(RECEIVER_GRACE) for door in self.owned_doors),
-        )
+        with self._shutdown.phase("front doors"):
+            await asyncio.gather(
+                self.grpc.stop(RECEIVER_GRACE),
+                self.http.stop(RECEIVER_GRACE),
+                *(door.stop(RECEIVER_GRACE) for door in self.owned_doors),
+            )
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.close)
         if self.forwarder is not None:
-            kept = await self.forwarder.close_links(
-                self.role.sibling_doors(), SHUTDOWN_FLUSH_TIMEOUT
-            )
+            with self._shutdown.phase("sibling links"):
+                kept = await self.forwarder.close_links(
+                    self.role.sibling_doors(), SHUTDOWN_FLUSH_TIMEOUT
+                )
             self.pipeline.adopt_leftovers(kept)
         self._state = "intake stopped"
 
@@ -423,8 +485,9 @@ class Node:
         if self.peer_door is None or self.role.cluster is None:
             return
         deadline = time.monotonic() + self.settings.cluster.drain_timeout
-        while time.monotonic() < deadline and self.peer_door.idle_seconds() < IDLE_PEERS:
-            await asyncio.sleep(0.1)
+        with self._shutdown.phase("drain"):
+            while time.monotonic() < deadline and self.peer_door.idle_seconds() < IDLE_PEERS:
+                await asyncio.sleep(0.1)
 
     async def finish(self) -> None:
         """Shutdown, second phase: close the peer door, deliver what is forwarded, decide every
@@ -432,18 +495,21 @@ class Node:
         if self.peer_door is not None:
             await self.peer_door.stop()
         if self.forwarder is not None:
-            self.pipeline.adopt_leftovers(await self.forwarder.close(SHUTDOWN_FLUSH_TIMEOUT))
+            with self._shutdown.phase("peer links"):
+                self.pipeline.adopt_leftovers(await self.forwarder.close(SHUTDOWN_FLUSH_TIMEOUT))
         waiting = len(self.pipeline.buffer.traces)
         log.info("shutting down: deciding %d buffered traces and flushing exports", waiting)
-        await self.pipeline.shutdown(SHUTDOWN_FLUSH_TIMEOUT)
+        with self._shutdown.phase("decide and flush"):
+            await self.pipeline.shutdown(SHUTDOWN_FLUSH_TIMEOUT)
         if self._ticker is not None:
             await self._ticker
         await self.api.stop()
+        await self.security.watcher.stop()
         if self.rules_sync is not None:
             await self.rules_sync.stop()
         if self.store_reader is not None:
             await self.store_reader.aclose()
-        log.info("stopped")
+        log.info("stopped (%s)", self._shutdown)
 
 
 class _OwnedSpans:
@@ -454,6 +520,9 @@ class _OwnedSpans:
 
     def accept(self, batch: SpanBatch, protocol: str) -> Admission:
         return self._pipeline.accept_owned(batch, protocol)
+
+    def refusal(self) -> Admission | None:
+        return self._pipeline.refusal()
 
 
 def _with_port(address: str, port: int) -> str:

@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from refinery_py.app.security import security_lines
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
 from refinery_py.export import OtlpExporter
 from refinery_py.export.spill import Spill
+from refinery_py.export.transport import ClientTls
 from refinery_py.telemetry import Metrics
 
 log = logging.getLogger("refinery_py")
 
 
-def otlp_exporter(settings: Settings, metrics: Metrics) -> OtlpExporter:
+def otlp_exporter(settings: Settings, metrics: Metrics, tls: ClientTls | None) -> OtlpExporter:
     otlp = settings.export.otlp
     assert otlp is not None
     return OtlpExporter(
@@ -39,6 +41,7 @@ def otlp_exporter(settings: Settings, metrics: Metrics) -> OtlpExporter:
             if otlp.spill_dir
             else None
         ),
+        tls=tls,
     )
 
 
@@ -51,6 +54,8 @@ def log_outputs(settings: Settings, rules: RulesSpec) -> None:
         log.info("storing kept traces in %s", settings.store.path)
     if settings.record.dir:
         log.info("recording accepted traffic to %s", settings.record.dir)
+    for line in security_lines(settings):
+        log.info("%s", line)
     log.info("rules: %s", rules.source or "(inline)")
     if settings.dry_run:
         log.info("dry run: every trace is kept and marked with the rules' decision")

@@ -78,6 +78,7 @@ class SupervisorApi:
                 web.route("*", "/api/{tail:.*}", self._any_worker),
             ],
             middlewares=[bearer_token_auth(token)] if token else [],
+            ssl_context=supervisor.security.server_context("api"),
         )
 
     @property

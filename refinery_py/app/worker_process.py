@@ -2,8 +2,8 @@
 
 The supervisor starts it (multiprocessing's spawn method) with its settings, rules and role.
 SIGTERM ends the first phase (stop accepting, deliver what goes to sibling workers), SIGUSR1 the
-second (decide what is left, flush, exit); SIGHUP reloads the rules. A worker whose supervisor
-is gone shuts itself down.
+second (decide what is left, flush, exit); SIGHUP reloads the rules and changed certificate and
+token files. A worker whose supervisor is gone shuts itself down.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ async def _worker_main(settings: Settings, rules: RulesSpec, role: WorkerRole) -
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop_intake.set)
     loop.add_signal_handler(signal.SIGUSR1, finish.set)
-    loop.add_signal_handler(signal.SIGHUP, node.rules.reload, "SIGHUP")
+    loop.add_signal_handler(signal.SIGHUP, node.hangup)
     orphan_watch = asyncio.create_task(_exit_when_orphaned(stop_intake, finish))
     try:
         await node.start()

@@ -36,11 +36,13 @@ from refinery_py.api.server import ApiServer
 from refinery_py.app.cluster_agent import ClusterAgent
 from refinery_py.app.node import Node
 from refinery_py.app.outputs import log_outputs
+from refinery_py.app.phase_times import PhaseTimes
 from refinery_py.app.ports import PortReservations
 from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
+from refinery_py.app.security import Security
 from refinery_py.app.supervisor_api import SupervisorApi
 from refinery_py.app.worker_client import WorkerClient
-from refinery_py.app.worker_metrics import WorkerMetrics
+from refinery_py.app.worker_metrics import HELD, WorkerMetrics
 from refinery_py.app.worker_process import DRAIN_TIMEOUT, run_worker
 from refinery_py.cluster.membership import ClusterView
 from refinery_py.config.addresses import HostPort
@@ -83,6 +85,8 @@ class Supervisor:
             self.cluster = cluster_role(settings, workers, self.reservations.reserve)
             self.owned_grpc = self._reserve_each(listen.otlp_grpc_per_worker)
             self.owned_http = self._reserve_each(listen.otlp_http_per_worker)
+            self.security = Security(settings)  # the API's certificate, the announcements' TLS
+            link_tls = self.security.peer_links
         except BaseException:
             self.release()
             raise
@@ -99,6 +103,7 @@ class Supervisor:
                 live_workers=self.live,
                 rules=rules,
                 registry=self.registry,
+                link_tls=link_tls,
             )
         self._context = multiprocessing.get_context("spawn")
         self.processes: list[BaseProcess | None] = [None] * workers
@@ -112,6 +117,8 @@ class Supervisor:
             ["where"],
             registry=self.registry,
         )
+        for where in HELD:  # from zero: the first death's loss must show as an increase
+            self.lost_spans.labels(where)
 
     def _reserve_each(self, address: str | None) -> tuple[str, ...]:
         """Worker i's own port (address's port + i, or any free one for port 0), held now."""
@@ -244,17 +251,23 @@ class Supervisor:
     async def stop(self) -> int:
         """The phased shutdown; the exit code is 0 when every worker exited cleanly."""
         self.stopping = True
+        times = PhaseTimes()
         if self.agent is not None:
-            await self.agent.leave(10.0)
+            with times.phase("leave"):
+                await self.agent.leave(10.0)
         self.signal_all(signal.SIGTERM)
-        if not await self.wait_for("intake stopped", DRAIN_TIMEOUT):
-            log.warning("not every worker flushed its forwarded spans in time; finishing anyway")
-        await self.drain()
+        with times.phase("intake"):
+            if not await self.wait_for("intake stopped", DRAIN_TIMEOUT):
+                log.warning("not every worker flushed its forwarded spans in time; finishing")
+        with times.phase("drain"):
+            await self.drain()
         self.signal_all(signal.SIGUSR1)
         deadline = time.monotonic() + EXIT_TIMEOUT
-        for process in self.processes:
-            if process is not None:
-                await asyncio.to_thread(process.join, max(0.0, deadline - time.monotonic()))
+        with times.phase("workers finish"):
+            for process in self.processes:
+                if process is not None:
+                    await asyncio.to_thread(process.join, max(0.0, deadline - time.monotonic()))
+        log.info("workers stopped (%s)", times)
         codes = [p.exitcode for p in self.processes if p is not None]
         return 0 if all(code == 0 for code in codes) else 1
 
@@ -294,6 +307,7 @@ async def _run(supervisor: Supervisor) -> int:
 
     def on_hangup() -> None:
         supervisor.signal_all(signal.SIGHUP)
+        supervisor.security.watcher.check_now()
         if supervisor.agent is not None:
             supervisor.agent.controller.refresh()
 
@@ -346,6 +360,7 @@ async def _run(supervisor: Supervisor) -> int:
     log.info("%d worker processes, each owning a share of the traces", supervisor.workers)
     log_outputs(settings, supervisor.rules)
     api.serving = True
+    supervisor.security.watcher.start()
     watcher = asyncio.create_task(supervisor.watch(), name="worker-watcher")
     scraper = asyncio.create_task(supervisor.scrape(), name="worker-scraper")
     await stop.wait()
@@ -355,6 +370,7 @@ async def _run(supervisor: Supervisor) -> int:
     scraper.cancel()
     if supervisor.agent is not None:
         await supervisor.agent.stop()
+    await supervisor.security.watcher.stop()
     await api.stop()
     await control.stop()
     log.info("stopped")

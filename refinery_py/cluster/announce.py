@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import aiohttp
 
+from refinery_py.cluster.link import LinkTls, door_url
 from refinery_py.cluster.membership import Announce
 
 log = logging.getLogger(__name__)
@@ -16,8 +17,9 @@ MEMBERSHIP_PATH = "/peer/v1/membership"
 _TIMEOUT = aiohttp.ClientTimeout(total=3, sock_connect=1)
 
 
-def announcer(node: str, secret: str | None) -> Announce:
-    """An `Announce` that POSTs `{"node", "event"}` to each member's peer door."""
+def announcer(node: str, secret: str | None, tls: LinkTls | None = None) -> Announce:
+    """An `Announce` that POSTs `{"node", "event"}` to each member's peer door (over TLS with
+    `tls`)."""
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
 
     async def announce(doors: Sequence[str], event: str) -> None:
@@ -28,9 +30,11 @@ def announcer(node: str, secret: str | None) -> Announce:
             async def tell(door: str) -> None:
                 try:
                     async with session.post(
-                        f"http://{door}{MEMBERSHIP_PATH}",
+                        door_url(door, MEMBERSHIP_PATH, tls),
                         json={"node": node, "event": event},
                         headers=headers,
+                        ssl=tls.context() if tls is not None else True,
+                        server_hostname=tls.server_name if tls is not None else None,
                     ) as response:
                         if response.status != 200:
                             log.warning(

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from refinery_py.cluster.link import ForwardLedger, Outgoing, PeerLink
+from refinery_py.cluster.link import ForwardLedger, LinkTls, Outgoing, PeerLink
 from refinery_py.cluster.ownership import Placement, worker_of
 from refinery_py.cluster.router import split_by
 from refinery_py.model import HandedOffDecision, HandedOffTrace, Handoff, SpanBatch
@@ -67,8 +67,10 @@ class Forwarder:
         metrics: Metrics,
         secret: str | None = None,
         queue_max_bytes: int = 64 << 20,
+        tls: LinkTls | None = None,
     ) -> None:
         self.placement = placement
+        self._tls = tls
         self.sibling_doors = sibling_doors
         self._metrics = metrics
         self._secret = secret
@@ -160,6 +162,21 @@ class Forwarder:
         """
         if hops >= MAX_HOPS:
             return Handoff(list(traces), list(decisions))
+        local, sent = self._send_handoff(traces, decisions, hops)
+        traces_out, spans_out, decisions_out = self._handed["out"]
+        for handoff in sent.values():
+            traces_out.inc(len(handoff.traces))
+            spans_out.inc(handoff.span_count)
+            decisions_out.inc(len(handoff.decisions))
+        return local
+
+    def _send_handoff(
+        self,
+        traces: Iterable[HandedOffTrace],
+        decisions: Iterable[HandedOffDecision],
+        hops: int,
+    ) -> tuple[Handoff, dict[str, Handoff]]:
+        """Queue traces and decisions for their owners' doors: (ours, what went to each door)."""
         by_door: dict[str, Handoff] = {}
         for trace in traces:
             by_door.setdefault(self.destination(trace.trace_id), Handoff()).traces.append(trace)
@@ -167,15 +184,11 @@ class Forwarder:
             door = self.destination(decision.trace_id)
             by_door.setdefault(door, Handoff()).decisions.append(decision)
         local = by_door.pop(LOCAL, Handoff())
-        traces_out, spans_out, decisions_out = self._handed["out"]
         for door, handoff in by_door.items():
             link = self._link(door)
             for chunk in _chunks(handoff):
                 link.offer(Outgoing.of_handoff(chunk, hops + 1))
-            traces_out.inc(len(handoff.traces))
-            spans_out.inc(handoff.span_count)
-            decisions_out.inc(len(handoff.decisions))
-        return local
+        return local, by_door
 
     def count_received_handoff(self, handoff: Handoff) -> None:
         traces_in, spans_in, decisions_in = self._handed["in"]
@@ -191,7 +204,9 @@ class Forwarder:
         Returns what was queued here but is now this worker's own (a handoff to adopt).
         """
         self.placement = placement
-        return self._reroute()
+        mine = self._reroute()
+        self._introduce()
+        return mine
 
     def learn_workers(self, door: str, doors: tuple[str, ...]) -> Handoff:
         """A node answered from `door` and listed its worker doors: route to them directly."""
@@ -203,14 +218,19 @@ class Forwarder:
 
     def _reroute(self) -> Handoff:
         wanted = {d for d in self._links if self._still_a_destination(d)}
-        items: list[Outgoing] = []
+        taken: list[tuple[str, list[Outgoing]]] = []
         for door, link in list(self._links.items()):
             if door in wanted:
-                items.extend(link.retire_queue())
+                taken.append((door, link.retire_queue()))
             else:
-                items.extend(link.retire())
+                taken.append((door, link.retire()))
                 del self._links[door]
-        return self._requeue(items)
+        mine = Handoff()
+        for door, items in taken:
+            ours = self._requeue(items, origin=door)
+            mine.traces.extend(ours.traces)
+            mine.decisions.extend(ours.decisions)
+        return mine
 
     def _still_a_destination(self, door: str) -> bool:
         if door in self.sibling_doors:
@@ -218,8 +238,10 @@ class Forwarder:
         nodes = self.placement.nodes
         return door in nodes or any(door in self._directory.get(node, ()) for node in nodes)
 
-    def _requeue(self, items: list[Outgoing]) -> Handoff:
-        """Send items again by the current owners; return the part that is now ours."""
+    def _requeue(self, items: list[Outgoing], origin: str) -> Handoff:
+        """Send items taken from the link to `origin` again, by the current owners; return the
+        part that is now ours. Only what goes to another door counts as re-routed (and a
+        handoff is not counted as handed out twice)."""
         mine = Handoff()
         moved = 0
         for item in items:
@@ -229,18 +251,20 @@ class Forwarder:
                         _spans_as_traces(part, mine)
                         continue
                     self._link(door).offer(Outgoing.of_spans(part, item.hops))
-                    moved += part.span_count
+                    if door != origin:
+                        moved += part.span_count
             elif item.handoff is not None:
-                local = self.hand_off(item.handoff.traces, item.handoff.decisions, item.hops - 1)
+                handoff = item.handoff
+                local, sent = self._send_handoff(handoff.traces, handoff.decisions, item.hops - 1)
                 mine.traces.extend(local.traces)
                 mine.decisions.extend(local.decisions)
-                moved += item.spans - local.span_count
+                moved += sum(part.span_count for door, part in sent.items() if door != origin)
         self._ledger.rerouted.inc(moved)
         return mine
 
-    def _on_orphans(self, items: list[Outgoing]) -> None:
+    def _on_orphans(self, door: str, items: list[Outgoing]) -> None:
         """A retired link's request failed: its items go to their current owners."""
-        mine = self._requeue(items)
+        mine = self._requeue(items, origin=door)
         if mine and self.on_own_handoff is not None:
             self.on_own_handoff(mine)
 
@@ -256,6 +280,7 @@ class Forwarder:
                 max_bytes=self._queue_max_bytes,
                 on_workers=self._learned,
                 on_orphans=self._on_orphans,
+                tls=self._tls,
             )
             if self._started:
                 link.start()
@@ -273,6 +298,16 @@ class Forwarder:
         self._started = True
         for link in self._links.values():
             link.start()
+        self._introduce()
+
+    def _introduce(self) -> None:
+        """Open a link to every member whose worker doors are not known yet: a link asks the
+        node for them first, so spans reach the owning worker in one hop from the start."""
+        if not self._started or self._closed:
+            return
+        for node in self.placement.nodes:
+            if node and node != self.placement.self_node and node not in self._directory:
+                self._link(node)
 
     async def close_links(self, doors: Iterable[str], timeout: float) -> Handoff:
         """Deliver what is queued for `doors` (up to `timeout`), then stop those links.

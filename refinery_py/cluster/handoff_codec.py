@@ -121,6 +121,8 @@ def _decode_record(body: bytes, origins: OriginInterner, handoff: Handoff) -> No
     ages, table = _read_meta(meta)
     (count,) = _U32.unpack_from(body, pos)
     pos += 4
+    if 24 * count > len(body) - pos:  # trace ID, entry and age: checked before allocating
+        raise MalformedPayload("handoff decisions are truncated")
     ids_end = pos + 16 * count
     trace_ids = [body[i : i + 16] for i in range(pos, ids_end, 16)]
     entries = array("I")
@@ -141,8 +143,11 @@ def _decode_record(body: bytes, origins: OriginInterner, handoff: Handoff) -> No
 def _read_meta(meta: Any) -> tuple[list[tuple[float, float]], list[tuple[Decision, SendReason]]]:
     if not isinstance(meta, dict):
         raise MalformedPayload("handoff metadata must be an object")
+    traces, decisions = meta.get("traces", []), meta.get("decisions", [])
+    if not isinstance(traces, list) or not isinstance(decisions, list):
+        raise MalformedPayload("handoff traces and decisions must be lists")
     ages: list[tuple[float, float]] = []
-    for item in meta.get("traces", []):
+    for item in traces:
         if (
             not isinstance(item, list)
             or len(item) != 2
@@ -151,7 +156,7 @@ def _read_meta(meta: Any) -> tuple[list[tuple[float, float]], list[tuple[Decisio
             raise MalformedPayload("handoff trace ages must be [age, root_age] pairs")
         ages.append((float(item[0]), float(item[1])))
     table: list[tuple[Decision, SendReason]] = []
-    for item in meta.get("decisions", []):
+    for item in decisions:
         if not isinstance(item, list) or len(item) != 6:
             raise MalformedPayload("a handoff decision must have six fields")
         keep, rate, reason, key, sampler, send_reason = item
@@ -159,6 +164,7 @@ def _read_meta(meta: Any) -> tuple[list[tuple[float, float]], list[tuple[Decisio
             not isinstance(keep, bool)
             or not isinstance(rate, int)
             or not all(isinstance(v, str) for v in (reason, key, sampler))
+            or not isinstance(send_reason, str)
             or send_reason not in _SEND_REASONS
         ):
             raise MalformedPayload("a handoff decision has a field of the wrong type")

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SPANS_PATH = "/peer/v1/spans"
 HANDOFF_PATH = "/peer/v1/handoff"
+NODE_PATH = "/peer/v1/node"
 HOPS_HEADER = "X-Refinery-Hops"
 WORKERS_HEADER = "X-Refinery-Workers"
 """On every peer-door response: the answering node's worker doors, comma-separated, in order."""
@@ -84,6 +86,23 @@ class _LinkState:
     in_flight: list[Outgoing] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class LinkTls:
+    """How this node reaches other members' peer doors when they speak TLS."""
+
+    context: Callable[[], ssl.SSLContext]
+    """The client context for new connections (a new one when the certificate files change)."""
+    server_name: str | None = None
+    """The name every peer certificate must carry; None: the host of the door's address."""
+
+
+def door_url(door: str, path: str, tls: LinkTls | None) -> str:
+    """The URL of `path` at a peer door: a Unix socket's, a TLS door's or a plain one's."""
+    if door.startswith(UNIX_PREFIX):
+        return f"http://localhost{path}"
+    return f"{'https' if tls is not None else 'http'}://{door}{path}"
+
+
 class ForwardLedger:
     """The forwarding metrics, with their label children bound once."""
 
@@ -106,10 +125,13 @@ class PeerLink:
         secret: str | None,
         max_bytes: int,
         on_workers: Callable[[str, tuple[str, ...]], None] | None = None,
-        on_orphans: Callable[[list[Outgoing]], None] | None = None,
+        on_orphans: Callable[[str, list[Outgoing]], None] | None = None,
         rng: random.Random | None = None,
+        tls: LinkTls | None = None,
     ) -> None:
         self.door = door
+        # Sibling workers' Unix sockets are plain; other members' doors speak TLS when set.
+        self._tls = None if door.startswith(UNIX_PREFIX) else tls
         self.max_bytes = max_bytes
         self._ledger = ledger
         self._headers = {"Content-Type": "application/octet-stream"}
@@ -128,6 +150,8 @@ class PeerLink:
         self.failures = 0
         """Consecutive failed attempts (0 while the peer answers)."""
         self._failing_since: float | None = None
+        self._unintroduced = on_workers is not None and not door.startswith(UNIX_PREFIX)
+        """The node's worker doors are still to be learned (`_ask_for_workers`)."""
 
     # ---- the queue ----------------------------------------------------------------------------
 
@@ -260,14 +284,14 @@ class PeerLink:
         return self._session
 
     def _url(self, path: str) -> str:
-        if self.door.startswith(UNIX_PREFIX):
-            return f"http://localhost{path}"
-        return f"http://{self.door}{path}"
+        return door_url(self.door, path, self._tls)
 
     # ---- sending ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
         try:
+            if self._unintroduced:
+                await self._ask_for_workers()
             await self._send_all()
         finally:
             if self._retired and self._session is not None:
@@ -284,6 +308,10 @@ class PeerLink:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if self._unintroduced:
+                await self._ask_for_workers()
+                if not state.queue:
+                    continue  # learning the doors re-routed it all to the owning workers
             items = self._take()
             state.in_flight = items
             try:
@@ -294,7 +322,7 @@ class PeerLink:
                 if self._retired:
                     self._settle(items)
                     if self._on_orphans is not None:
-                        self._on_orphans(items)
+                        self._on_orphans(self.door, items)
                     continue
                 state.queue.extendleft(reversed(items))
                 self.failures += 1
@@ -313,6 +341,29 @@ class PeerLink:
             self._settle(items)
             self._ledger.outcome[outcome].inc(sum(item.spans for item in items))
 
+    async def _ask_for_workers(self) -> None:
+        """Learn the node's worker doors before the first request, so that even the first spans
+        go to their owning worker in one hop (what was queued here is re-routed to them). A
+        failure is not an error: it is asked again before the next request, and every answer
+        to a forwarding request names the doors too."""
+        tls = self._tls
+        try:
+            async with self._client().get(
+                self._url(NODE_PATH),
+                headers=self._headers,
+                ssl=tls.context() if tls is not None else True,
+                server_hostname=tls.server_name if tls is not None else None,
+            ) as reply:
+                workers = reply.headers.get(WORKERS_HEADER) if reply.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return
+        self._learned(workers)
+
+    def _learned(self, workers: str | None) -> None:
+        if workers and self._on_workers is not None:
+            self._unintroduced = False
+            self._on_workers(self.door, tuple(w for w in workers.split(",") if w))
+
     async def _send(self, items: list[Outgoing]) -> tuple[str, float]:
         """("delivered" | "rejected" | "retry", pause before the retry)."""
         first = items[0]
@@ -325,8 +376,15 @@ class PeerLink:
         headers = {**self._headers, HOPS_HEADER: str(first.hops)}
         pause = min(_RETRY_MAX, _RETRY_INITIAL * 2 ** min(self.failures, 10))
         pause = self._rng.uniform(pause / 2, pause)
+        tls = self._tls
         try:
-            async with self._client().post(self._url(path), data=body, headers=headers) as reply:
+            async with self._client().post(
+                self._url(path),
+                data=body,
+                headers=headers,
+                ssl=tls.context() if tls is not None else True,
+                server_hostname=tls.server_name if tls is not None else None,
+            ) as reply:
                 status = reply.status
                 text = (await reply.read())[:300].decode(errors="replace")
                 workers = reply.headers.get(WORKERS_HEADER)
@@ -336,12 +394,11 @@ class PeerLink:
                 "unreachable",
                 "peer %s unreachable (%s); %d spans wait for it",
                 self.door,
-                type(error).__name__,
+                _reason(error),
                 self.queued_spans + sum(item.spans for item in items),
             )
             return "retry", pause
-        if workers and self._on_workers is not None:
-            self._on_workers(self.door, tuple(w for w in workers.split(",") if w))
+        self._learned(workers)
         if status == 200:
             return "delivered", 0.0
         if status in (400, 413):
@@ -358,3 +415,11 @@ class PeerLink:
             text,
         )
         return "retry", pause
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, in a few words: a TLS failure says why (an unknown CA, a name that does
+    not match), other errors their kind."""
+    if isinstance(error, aiohttp.ClientSSLError):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__

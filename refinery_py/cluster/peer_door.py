@@ -15,13 +15,15 @@ Every answer carries `X-Refinery-Workers`, so senders learn which door owns what
 secret (`cluster.secret`) every request must carry it as a bearer token; without one the door
 also checks that forwarded spans from other nodes are valid OTLP (the sending member checked them
 at its front door, but an unauthenticated door must not trust that). Sibling workers of the
-node, on the Unix socket, are trusted: they checked what they forward.
+node, on the Unix socket, are trusted: they checked what they forward. With `ssl_context` the
+TCP door speaks TLS; the Unix socket between a node's workers never does.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 PEER = "peer"
 """The protocol label of spans and requests at the peer door."""
+REFUSALS = ("unauthorized", "malformed", "overloaded")
+"""The reasons the peer door refuses a request for (`refinery_requests_rejected_total`)."""
 
 TraceLookup = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MembershipEvent = Callable[[str, bool], Awaitable[None]]
@@ -66,8 +70,10 @@ class PeerDoor:
         lookup: TraceLookup | None = None,
         on_membership: MembershipEvent | None = None,
         reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._sink = sink
+        self._ssl_context = ssl_context
         self._metrics = metrics
         self._tcp = tcp
         self._unix_path = unix_path
@@ -85,6 +91,9 @@ class PeerDoor:
         self._received = metrics.cluster_spans.labels("received")
         self._last_request = time.monotonic()
         self._bytes = metrics.request_bytes.labels(PEER)
+        # From zero, as the front doors' refusals: a first refusal must show as an increase.
+        for reason in REFUSALS:
+            metrics.requests_rejected.labels(PEER, reason)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self._max_request_bytes, middlewares=[self._common])
@@ -93,12 +102,26 @@ class PeerDoor:
         app.router.add_get("/peer/v1/node", self._node)
         app.router.add_get("/peer/v1/traces/{trace_id}", self._trace)
         app.router.add_post(MEMBERSHIP_PATH, self._membership)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        # Members never compress; aiohttp inflating a corrupt stream inside a handler answered
+        # 500 with a traceback, so bodies are taken as sent (a compressed one is not a record).
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=0.1,
+            auto_decompress=False,
+        )
         await runner.setup()
         try:
             if self._tcp is not None:
                 host, port = self._tcp
-                tcp = web.TCPSite(runner, host, port, reuse_port=self._reuse_port or None)
+                tcp = web.TCPSite(
+                    runner,
+                    host,
+                    port,
+                    reuse_port=self._reuse_port or None,
+                    ssl_context=self._ssl_context,
+                )
                 await tcp.start()
                 self.port = _bound_port(tcp) or port
             if self._unix_path is not None:

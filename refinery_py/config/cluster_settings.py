@@ -82,6 +82,19 @@ class ClusterSettings:
         "door; null leaves the peer door open (then forwarded spans are validated again).",
         default=None,
     )
+    tls_ca_file: str | None = option(
+        "tls_ca_file",
+        "PEM CA certificates this node checks other members' peer doors against when the peer "
+        "door uses TLS; null: tls.client_ca_file if set, else the system's trusted CAs.",
+        default=None,
+    )
+    tls_server_name: str | None = option(
+        "tls_server_name",
+        "The name every member's peer certificate is checked against (one certificate for the "
+        "whole cluster, say); null: the host of the member's address, which the certificate "
+        "must then name (an IP address needs an IP SAN).",
+        default=None,
+    )
     queue_max_bytes: ByteSize = option(
         "queue_max_bytes",
         "Memory for spans waiting to be forwarded to one other member; when it fills, front-door "

@@ -13,6 +13,7 @@ from refinery_py.config.addresses import EndpointText, endpoint_uses_tls
 from refinery_py.config.loader import Reader
 from refinery_py.config.mapping_view import MappingView
 from refinery_py.config.schema_fields import option
+from refinery_py.config.security_settings import check_key_pair
 from refinery_py.config.units import ByteSize, Seconds, format_duration
 from refinery_py.config.yaml_tree import line_of, mapping_pairs
 
@@ -102,6 +103,21 @@ class OtlpExportSettings:
         "always uses TLS.",
         default=None,
     )
+    ca_file: str | None = option(
+        "ca_file",
+        "PEM CA certificates the backend's certificate is checked against over TLS; null: the "
+        "system's trusted CAs. Re-read when it changes on disk.",
+        default=None,
+    )
+    cert_file: str | None = option(
+        "cert_file",
+        "PEM client certificate chain presented to the backend (mutual TLS), with key_file; "
+        "re-read when it changes on disk.",
+        default=None,
+    )
+    key_file: str | None = option(
+        "key_file", "PEM private key of cert_file, unencrypted.", default=None
+    )
     spill_dir: str | None = option(
         "spill_dir",
         "Where kept traces that could not be delivered before shutdown (the backend down) are "
@@ -139,6 +155,7 @@ def check_otlp_export(reader: Reader, view: MappingView) -> None:
                 f"{scheme}://; drop insecure or change the URL scheme",
             )
             view.fail("insecure")
+    _check_tls_files(reader, view)
     initial, longest = view.get("retry_initial_interval"), view.get("retry_max_interval")
     if isinstance(initial, float) and isinstance(longest, float) and initial > longest:
         reader.error(
@@ -157,3 +174,33 @@ def check_otlp_export(reader: Reader, view: MappingView) -> None:
                     f"{view.path_of('headers')}: {name!r} is not a valid header name",
                 )
                 view.fail("headers")
+
+
+def _check_tls_files(reader: Reader, view: MappingView) -> None:
+    """A client certificate needs its key; TLS files need an export that uses TLS; OTLP/HTTP
+    takes TLS from the URL only (as the OTLP exporter specification says)."""
+    check_key_pair(reader, view)
+    endpoint = view.values.get("endpoint")
+    if not isinstance(endpoint, str) or not view.ok("insecure") or not view.ok("protocol"):
+        return
+    tls = endpoint_uses_tls(endpoint)
+    insecure = view.get("insecure")
+    if tls is None and insecure is False and view.get("protocol") == "http":
+        reader.error(
+            view.line("insecure"),
+            f"{view.path_of('insecure')}: OTLP/HTTP takes TLS from the URL; write the endpoint "
+            "as https://host:port instead",
+        )
+        view.fail("insecure")
+        return
+    if tls or (tls is None and insecure is False):
+        return
+    for attr in ("ca_file", "cert_file", "key_file"):
+        if view.get(attr) is not None:
+            reader.error(
+                view.line(attr),
+                f"{view.path_of(attr)} needs TLS, but this export sends in plain text: use an "
+                "https:// endpoint (or, for gRPC, host:port with insecure: false)",
+            )
+            view.fail(attr)
+            return

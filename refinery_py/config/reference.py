@@ -110,8 +110,12 @@ def _section_class(info: FieldInfo) -> type | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def key_table(cls: type, prefix: str = "") -> list[str]:
-    """Markdown rows for every key of `cls`, nested sections flattened into dotted paths."""
+def key_table(cls: type, prefix: str = "", *, expand_lists: bool = False) -> list[str]:
+    """Markdown rows for every key of `cls`, nested sections flattened into dotted paths.
+
+    With `expand_lists`, the keys of a list of sections are listed too, as `key[].item_key`
+    (the rules reference documents those in sections of their own instead).
+    """
     rows: list[str] = []
     nested: list[tuple[str, type]] = []
     for info in field_infos(cls):
@@ -124,12 +128,14 @@ def key_table(cls: type, prefix: str = "") -> list[str]:
             )
             nested.append((path + ".", section))
             continue
+        if section is not None and expand_lists:
+            nested.append((path + "[].", section))
         limits = limits_text(info)
         doc = _escape(info.doc) + (f" ({limits})" if limits else "")
         shown = info.shown_type or type_name(info.tp)
         rows.append(f"| `{path}` | {shown} | {default_text(info)} | {doc} |")
     for nested_prefix, section in nested:
-        rows.extend(key_table(section, nested_prefix))
+        rows.extend(key_table(section, nested_prefix, expand_lists=expand_lists))
     return rows
 
 
@@ -148,7 +154,7 @@ every problem at once.
 
 def config_reference() -> str:
     lines = [CONFIG_INTRO, "| key | type | default | meaning |", "|---|---|---|---|"]
-    lines.extend(key_table(Settings))
+    lines.extend(key_table(Settings, expand_lists=True))
     return "\n".join(lines) + "\n"
 
 

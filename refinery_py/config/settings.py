@@ -32,6 +32,15 @@ from refinery_py.config.loader import Reader, TextParser
 from refinery_py.config.mapping_view import MappingView
 from refinery_py.config.problems import ConfigError, Problem, has_errors, sorted_problems
 from refinery_py.config.schema_fields import option
+from refinery_py.config.security_checks import check_security, check_security_files, resolve
+from refinery_py.config.security_settings import (
+    AuthSettings,
+    TlsSettings,
+    TokenSettings,
+    check_auth,
+    check_tls,
+    check_token,
+)
 from refinery_py.config.units import ByteSize, Seconds, format_duration
 from refinery_py.config.yaml_tree import compose, line_of
 
@@ -336,6 +345,16 @@ class Settings:
         "Several nodes sampling as one (default: a node on its own).",
         default_factory=ClusterSettings,
     )
+    tls: TlsSettings = option(
+        "tls",
+        "TLS on the OTLP doors, the API and the peer door (default: none).",
+        default_factory=TlsSettings,
+    )
+    auth: AuthSettings = option(
+        "auth",
+        "Tokens the OTLP doors require of senders (default: none).",
+        default_factory=AuthSettings,
+    )
     source: str = field(default="", compare=False)
     """The file the settings came from ("" for built-in defaults)."""
 
@@ -343,10 +362,11 @@ class Settings:
         """`rules_file`, a relative one read relative to the config file; None when null."""
         if self.rules_file is None:
             return None
-        path = Path(self.rules_file)
-        if not path.is_absolute() and self.source:
-            path = Path(self.source).parent / path
-        return path
+        return self.file_path(self.rules_file)
+
+    def file_path(self, file: str) -> Path:
+        """A file the config names: a relative path is relative to the config file's folder."""
+        return resolve(self.source, file)
 
 
 def _check_traces(reader: Reader, view: MappingView) -> None:
@@ -366,6 +386,9 @@ _CHECKS = {
     OtlpExportSettings: check_otlp_export,
     ClusterSettings: check_cluster,
     RedisMembershipSettings: check_redis,
+    TlsSettings: check_tls,
+    TokenSettings: check_token,
+    AuthSettings: check_auth,
 }
 _PARSERS: dict[object, TextParser] = {
     HostPort: parse_host_port,
@@ -385,8 +408,11 @@ def read_settings(
         return None, problems
     reader = Reader(source, checks=_CHECKS, parsers=_PARSERS)
     settings = reader.read_document(root, Settings)
+    if isinstance(settings, Settings):
+        check_security(reader, settings, root)
     if isinstance(settings, Settings) and check_files:
         _check_rules_file(reader, replace(settings, source=source), root)
+        check_security_files(reader, replace(settings, source=source), root)
     problems = sorted_problems(reader.problems)
     if not isinstance(settings, Settings) or has_errors(problems):
         return None, problems
@@ -452,6 +478,7 @@ def _read_file(path: str | Path, *, check_files: bool) -> tuple[Settings | None,
 
 __all__ = [
     "ApiSettings",
+    "AuthSettings",
     "ClusterSettings",
     "EndpointText",
     "ExportSettings",
@@ -465,6 +492,8 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "StressReliefSettings",
+    "TlsSettings",
+    "TokenSettings",
     "TracesSettings",
     "check_config_file",
     "load_settings",

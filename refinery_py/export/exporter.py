@@ -19,7 +19,7 @@ from refinery_py.export.http_transport import HttpTransport
 from refinery_py.export.outcomes import ExportLedger, SpanOutcome
 from refinery_py.export.spill import Spill, SpilledPayload
 from refinery_py.export.trace_queue import TraceQueue
-from refinery_py.export.transport import Transport
+from refinery_py.export.transport import ClientTls, Transport
 from refinery_py.model import EncodedSpans
 from refinery_py.model.addresses import parse_endpoint
 from refinery_py.telemetry import Metrics
@@ -82,6 +82,7 @@ class OtlpExporter:
         retry_max_elapsed: float = 300.0,
         rng: random.Random | None = None,
         spill: Spill | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         if batch_max_spans <= 0 or batch_max_bytes <= 0:
             raise ValueError("batch_max_spans and batch_max_bytes must be positive")
@@ -99,6 +100,7 @@ class OtlpExporter:
             compression=compression,
             timeout=timeout,
             insecure=insecure,
+            tls=tls,
         )
         self._ledger = ExportLedger(metrics, name)
         policy = RetryPolicy(retry_initial_interval, retry_max_interval, retry_max_elapsed)
@@ -355,13 +357,16 @@ def _make_transport(
     compression: Compression,
     timeout: float,
     insecure: bool,
+    tls: ClientTls | None = None,
 ) -> Transport:
     if compression not in ("gzip", "none"):
         raise ValueError(f"compression must be 'gzip' or 'none', not {compression!r}")
     target = parse_endpoint(endpoint)
     gzip = compression == "gzip"
     if protocol == "grpc":
-        return GrpcTransport(target, headers=headers, gzip=gzip, timeout=timeout, insecure=insecure)
+        return GrpcTransport(
+            target, headers=headers, gzip=gzip, timeout=timeout, insecure=insecure, tls=tls
+        )
     if protocol == "http":
-        return HttpTransport(target, headers=headers, gzip=gzip, timeout=timeout)
+        return HttpTransport(target, headers=headers, gzip=gzip, timeout=timeout, tls=tls)
     raise ValueError(f"protocol must be 'grpc' or 'http', not {protocol!r}")

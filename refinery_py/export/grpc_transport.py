@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import cast
 
@@ -10,7 +11,7 @@ import grpc.aio
 
 from refinery_py.export.response import delivered
 from refinery_py.export.retry_hint import grpc_retry_delay
-from refinery_py.export.transport import SendResult, Verdict
+from refinery_py.export.transport import ClientTls, SendResult, Verdict
 from refinery_py.model.addresses import Endpoint
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -38,7 +39,9 @@ class GrpcTransport:
     The payload is already a serialized ExportTraceServiceRequest, so the call's serializer is
     the identity and only the small response is parsed. TLS is used for `https://` endpoints and
     for bare `host:port` unless `insecure`; an `http://` endpoint is plaintext. A URL's path means
-    nothing to gRPC and is ignored.
+    nothing to gRPC and is ignored. `tls` supplies the CA and client certificate (else the
+    system's CAs, no client certificate); when its credentials change (the files did), new
+    calls go on a new channel and the old one closes once its calls are done.
     """
 
     def __init__(
@@ -49,9 +52,13 @@ class GrpcTransport:
         gzip: bool,
         timeout: float,
         insecure: bool,
+        tls: ClientTls | None = None,
     ) -> None:
         self._target = endpoint.authority
         self.tls = endpoint.tls if endpoint.tls is not None else not insecure
+        self._client_tls = tls if self.tls else None
+        self._credentials: grpc.ChannelCredentials | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
         # gRPC metadata keys must be lower case; HTTP-style capitalised names are common in configs.
         self._metadata = tuple((key.lower(), value) for key, value in headers.items())
         self._compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
@@ -61,19 +68,42 @@ class GrpcTransport:
 
     async def open(self) -> None:
         """Create the channel; it connects on the first call and reconnects by itself."""
-        if self.tls:
-            credentials = grpc.ssl_channel_credentials()
-            self._channel = grpc.aio.secure_channel(self._target, credentials)
+        if not self.tls:
+            self._use(grpc.aio.insecure_channel(self._target))
+            return
+        if self._client_tls is not None:
+            self._credentials = self._client_tls.channel_credentials()
         else:
-            self._channel = grpc.aio.insecure_channel(self._target)
-        self._export = self._channel.unary_unary(
+            self._credentials = grpc.ssl_channel_credentials()
+        self._use(grpc.aio.secure_channel(self._target, self._credentials))
+
+    def _use(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+        self._export = channel.unary_unary(
             EXPORT_METHOD, request_serializer=_identity, response_deserializer=_identity
         )
+
+    def _follow_certificates(self) -> None:
+        """A new channel when the client TLS material changed since the channel was made."""
+        source, old = self._client_tls, self._channel
+        if source is None or old is None:
+            return
+        credentials = source.channel_credentials()
+        if credentials is self._credentials:
+            return
+        self._credentials = credentials
+        self._use(grpc.aio.secure_channel(self._target, credentials))
+        # Calls still running on the old channel finish (within their timeout) first.
+        task = asyncio.create_task(old.close(self._timeout))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def send(self, payload: bytes) -> SendResult:
         """One Export call; a failed call becomes RETRY or REJECTED by its status code."""
         if self._export is None:
             raise RuntimeError("GrpcTransport.send called before open()")
+        self._follow_certificates()
+        assert self._export is not None
         try:
             response = await self._export(
                 payload,
@@ -91,6 +121,9 @@ class GrpcTransport:
             await self._channel.close(None)
             self._channel = None
             self._export = None
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
 
 def _failure(error: grpc.aio.AioRpcError) -> SendResult:

@@ -12,7 +12,7 @@ from google.rpc import status_pb2
 
 from refinery_py.export.response import delivered
 from refinery_py.export.retry_hint import http_retry_delay
-from refinery_py.export.transport import SendResult, Verdict
+from refinery_py.export.transport import ClientTls, SendResult, Verdict
 from refinery_py.model.addresses import Endpoint
 
 PROTOBUF = "application/x-protobuf"
@@ -36,7 +36,9 @@ _MESSAGE_LIMIT = 300
 class HttpTransport:
     """POSTs to the endpoint's traces URL (`/v1/traces` unless the URL names a path).
 
-    A bare `host:port` endpoint means plain `http://`; use an `https://` URL for TLS.
+    A bare `host:port` endpoint means plain `http://`; use an `https://` URL for TLS. `tls`
+    supplies the CA and client certificate (else the system's CAs, no client certificate), asked
+    for each new connection, so changed certificate files apply without a restart.
     """
 
     def __init__(
@@ -46,8 +48,10 @@ class HttpTransport:
         headers: Mapping[str, str],
         gzip: bool,
         timeout: float,
+        tls: ClientTls | None = None,
     ) -> None:
         self.url = endpoint.traces_url()
+        self._tls = tls if endpoint.tls else None
         self._gzip = gzip
         self._headers = {**headers, "Content-Type": PROTOBUF}
         if gzip:
@@ -65,7 +69,12 @@ class HttpTransport:
             raise RuntimeError("HttpTransport.send called before open()")
         body = await self._encode(payload)
         try:
-            async with self._session.post(self.url, data=body, headers=self._headers) as response:
+            async with self._session.post(
+                self.url,
+                data=body,
+                headers=self._headers,
+                ssl=self._tls.context() if self._tls is not None else True,
+            ) as response:
                 content = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")

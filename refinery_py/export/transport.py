@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import ssl
 from dataclasses import dataclass
 from typing import Protocol
+
+import grpc
 
 
 class Verdict(enum.Enum):
@@ -59,4 +62,18 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Release the connection state; no sends follow."""
+        ...
+
+
+class ClientTls(Protocol):
+    """The TLS client material of a transport: a CA to check the backend against and, for
+    mutual TLS, a client certificate. Asked on every connection, since it changes when the
+    certificate files do (the same object comes back while they do not)."""
+
+    def context(self) -> ssl.SSLContext:
+        """For aiohttp connections."""
+        ...
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """For gRPC channels."""
         ...

@@ -56,6 +56,13 @@ class SpanSink(Protocol):
         """Take a batch (buffer it synchronously) or refuse all of it. `protocol` labels metrics."""
         ...
 
+    def refusal(self) -> Admission | None:
+        """The refusal any request would get now, whatever it holds (None: it may be taken).
+
+        Asked before a body is read and decoded, so that refusing under overload costs next to
+        nothing; `accept` may still refuse for what a batch holds."""
+        ...
+
 
 class ClusterSink(Protocol):
     """Where a peer door delivers what other cluster members send (the pipeline)."""

@@ -26,6 +26,8 @@ MAGIC = b"RPB1"
 _HEADER = struct.Struct("<4sIIII")
 _LENGTH = struct.Struct("<I")
 _MAX_ORIGINS = 65535
+_PER_SPAN = 16 + 2 + 4
+"""Fixed bytes a record holds per span: its trace ID, origin index and length."""
 
 
 def is_span_batch(body: bytes) -> bool:
@@ -99,6 +101,10 @@ def _decode_record(
     batch: SpanBatch,
 ) -> None:
     count, origin_count, root_count = counts
+    # Every count is checked against the bytes left before it is used: a damaged header must
+    # not make the decoder allocate (or loop) by what it claims.
+    if 8 * origin_count + _PER_SPAN * count + 4 * root_count > end - pos:
+        raise MalformedPayload("span batch record counts do not fit its length")
     table: list[Origin] = []
     for _ in range(origin_count):
         (length,) = _LENGTH.unpack_from(body, pos)
@@ -108,6 +114,8 @@ def _decode_record(
         scope = body[pos + 4 : pos + 4 + length]
         pos += 4 + length
         table.append(interner.get(resource, scope))
+    if _PER_SPAN * count + 4 * root_count > end - pos:
+        raise MalformedPayload("span batch record counts do not fit its length")
     ids_end = pos + 16 * count
     trace_ids = [body[i : i + 16] for i in range(pos, ids_end, 16)]
     indexes = array("H")

@@ -10,6 +10,7 @@ span that already carries an attribute we must replace is edited by its byte off
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from refinery_py.model import Decision, Origin
 from refinery_py.otlp import tracestate
 from refinery_py.otlp.lite import SpanHead
 from refinery_py.otlp.span_search import locate_span_attribute
+from refinery_py.otlp.tracestate import MAX_ADJUSTED_COUNT
 from refinery_py.otlp.wire import LEN, encode_varint, iter_fields
 
 _RESOURCE_SPANS_TAG = b"\x0a"  # ExportTraceServiceRequest field 1
@@ -28,6 +30,8 @@ _TRACE_STATE_TAG = b"\x1a"  # Span field 3
 
 INCOMING_RATE_KEYS = ("SampleRate", "sampleRate")
 """Span attributes that carry a rate applied before the span reached us."""
+_INT64_MAX = (1 << 63) - 1
+"""Rates are written as int64 attributes: a larger product stops here."""
 
 _OUTPUT_KEY_MARKERS = (b"meta.refinery.", b"meta.span_count")
 _OUTPUT_KEYS = (
@@ -73,8 +77,9 @@ def _attribute(encoded_key: bytes, any_value: bytes) -> bytes:
 def take_incoming_rate(raw: bytes) -> tuple[bytes, int | None]:
     """Remove `SampleRate`/`sampleRate` attributes from a span; return (span, rate or None).
 
-    A rate of 0 or less, or one that is not a number, counts as 1 (OTLP senders use 0 for
-    "unset"). The attribute is removed because the span leaves with its own `SampleRate`.
+    A rate of 0 or less, or one that is not a (finite) number, counts as 1 (OTLP senders use 0
+    for "unset"); one above 2^56, OpenTelemetry's largest adjusted count, as 2^56. The attribute
+    is removed because the span leaves with its own `SampleRate`.
     """
     rate: int | None = None
     for key in INCOMING_RATE_KEYS:
@@ -91,15 +96,17 @@ def _as_rate(value: object) -> int:
     if isinstance(value, bool):
         return 1
     if isinstance(value, int | float):
-        number = int(value)
+        number = value
     elif isinstance(value, str):
         try:
-            number = int(float(value))
+            number = float(value)
         except ValueError:
             return 1
     else:
         return 1
-    return max(number, 1)
+    if not math.isfinite(number):  # a rate of ±infinity or NaN says nothing: like no number
+        return 1
+    return min(max(int(number), 1), MAX_ADJUSTED_COUNT)
 
 
 def _strip_output_attributes(raw: bytes) -> bytes:
@@ -150,7 +157,7 @@ class TraceAnnotation:
     def outgoing_rate(self, incoming_rate: int | None) -> int:
         """The `SampleRate` a span that arrived with `incoming_rate` leaves with."""
         incoming = incoming_rate or 1
-        return incoming if self._dry_run else self.rate * incoming
+        return incoming if self._dry_run else min(self.rate * incoming, _INT64_MAX)
 
     def trace_state(self, incoming_state: bytes, incoming_rate: int | None) -> bytes:
         """The trace_state a span leaves with: its own, with `ot=th` saying its outgoing rate."""
@@ -177,7 +184,9 @@ class TraceAnnotation:
             if self._dry_run:
                 parts.append(bool_attribute("meta.refinery.dryrun.kept", self._kept))
                 parts.append(
-                    int_attribute("meta.refinery.dryrun.sample_rate", self.rate * incoming)
+                    int_attribute(
+                        "meta.refinery.dryrun.sample_rate", min(self.rate * incoming, _INT64_MAX)
+                    )
                 )
             parts.append(self._shared)
             if trace_state:

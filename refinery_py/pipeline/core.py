@@ -139,6 +139,10 @@ class Pipeline:
         """
         return self._take(batch, hops=0)
 
+    def refusal(self) -> Admission | None:
+        """The refusal any front-door request would get now (see `SpanSink.refusal`)."""
+        return self._refusal()
+
     def accept_owned(self, batch: SpanBatch, protocol: str) -> Admission:
         """Buffer a batch that a trace-ID-routing front sent to this very worker: it is ours
         whatever the placement says, so nothing is forwarded."""
@@ -234,6 +238,20 @@ class Pipeline:
     # ---- decisions ----------------------------------------------------------------------
 
     def _decide(self, trace: BufferedTrace, now: float) -> None:
+        try:
+            self._decide_and_export(trace, now)
+        except Exception:
+            # A bug past the decider (encoding, an exporter) must cost this trace only: raised
+            # further, it would end the ticker or fail a front-door request already buffered.
+            self.metrics.decision_failures.inc()
+            self.metrics.decision_failed_spans.inc(len(trace.spans))
+            if now - self._last_error_log > 10:
+                self._last_error_log = now
+                log.exception(
+                    "deciding or exporting trace %s failed; it is lost", trace.trace_id.hex()
+                )
+
+    def _decide_and_export(self, trace: BufferedTrace, now: float) -> None:
         view = WireTrace(
             trace.trace_id, trace.spans, trace.origins, trace.root_index, self.field_plan
         )
@@ -342,7 +360,13 @@ class Pipeline:
             self.lag = max(0.0, loop.time() - scheduled)
             self.metrics.decision_lag.set(self.lag)
             self.metrics.decision_tick_lag.observe(self.lag)
-            self.decide_due()
+            try:
+                self.decide_due()
+            except Exception:
+                # Whatever fails must not end the ticker: a node that answers 200 and decides
+                # nothing more would hold every trace until it runs out of memory.
+                self.metrics.decision_failures.inc()
+                log.exception("a decision tick failed; the next one carries on")
 
     async def shutdown(self, flush_timeout: float) -> None:
         """Decide every buffered trace (`trace_send_shutdown`) and flush the exporters."""

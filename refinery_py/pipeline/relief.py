@@ -10,6 +10,7 @@ or not. Traces already buffered stay buffered and are decided by the rules as us
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,12 @@ log = logging.getLogger("refinery_py.pipeline")
 
 RELIEF_REASON = "stress_relief"
 """`meta.refinery.reason` of traces decided on arrival by stress relief."""
+
+LATE_MEMORY = 5.0
+"""Seconds a tick that ran over the lag limit still counts toward starting relief. A saturated
+event loop does not run every tick late: at twice the sustained rate (bench/soak.py, 2 cores)
+one tick in a dozen ran over a second late, 3-5 s apart, and the ones between were on time.
+Late ticks that recur within this are one spell of not keeping up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,8 @@ class StressRelief:
         self.gauge = StressGauge(relief.activate_after, relief.deactivate_after)
         self.ejected = 0
         """Traces decided early for memory since the last observation."""
+        self._late_at = -math.inf
+        """When a tick last ran over the lag limit."""
 
     @property
     def active(self) -> bool:
@@ -86,7 +95,11 @@ class StressRelief:
         pipeline = self._pipeline
         reason = ""
         if pipeline.lag > pipeline.max_lag:
+            self._late_at = now
             reason = f"decisions are running {pipeline.lag:.1f}s behind"
+        elif not self.active and now - self._late_at <= LATE_MEMORY:
+            # Not yet relieving: on-time ticks between late ones do not mean it caught up.
+            reason = f"decisions keep falling over {pipeline.max_lag:g}s behind"
         elif self.ejected:
             reason = (
                 f"the buffer ran over its {pipeline.max_memory >> 20} MiB budget "
@@ -98,6 +111,8 @@ class StressRelief:
         )
         if not self.gauge.observe(reason, calm, now):
             return
+        if not self.gauge.active:
+            self._late_at = -math.inf  # late ticks before a calm spell do not start the next
         pipeline.metrics.stress_relief_active.set(1 if self.gauge.active else 0)
         if self.gauge.active:
             pipeline.metrics.stress_relief_activations.inc()

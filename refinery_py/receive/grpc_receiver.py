@@ -11,6 +11,7 @@ import grpc
 import grpc.aio
 
 from refinery_py.receive.decode import Encoding
+from refinery_py.receive.ingest_auth import ANONYMOUS
 from refinery_py.receive.intake import DEFAULT_MAX_REQUEST_BYTES, GRPC, Intake, Receipt, Refusal
 from refinery_py.receive.replies import STATUS_CODES, error_status, export_response, retry_info
 
@@ -56,7 +57,9 @@ class GrpcReceiver:
     """Receives OTLP/gRPC trace exports on `host:port` and hands them to an `Intake`.
 
     Construct, then `await start()` (binds; `port` is then the bound port, useful with port 0),
-    and `await stop(grace)` to stop accepting calls and let those in flight finish.
+    and `await stop(grace)` to stop accepting calls and let those in flight finish. With
+    `credentials` the port speaks TLS; with the intake's `auth`, every call needs a token in the
+    metadata (UNAUTHENTICATED otherwise).
     """
 
     def __init__(
@@ -67,8 +70,10 @@ class GrpcReceiver:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         *,
         reuse_port: bool = False,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self._intake = intake
+        self._credentials = credentials
         self._reuse_port = reuse_port
         self._host = f"[{host}]" if ":" in host else host
         self._requested_port = port
@@ -90,7 +95,10 @@ class GrpcReceiver:
         )
         address = f"{self._host}:{self._requested_port}"
         try:
-            port = server.add_insecure_port(address)
+            if self._credentials is not None:
+                port = server.add_secure_port(address, self._credentials)
+            else:
+                port = server.add_insecure_port(address)
         except RuntimeError as exc:  # grpc reports a failed bind this way
             await server.stop(None)
             raise OSError(f"OTLP/gRPC cannot listen on {address}: {exc}") from None
@@ -106,11 +114,32 @@ class GrpcReceiver:
     async def _export(
         self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> bytes:
-        receipt = self._intake.take(request, Encoding.PROTOBUF, GRPC)
+        intake = self._intake
+        sender = ANONYMOUS
+        if intake.auth is not None:
+            admitted = intake.admit(_metadata(context, intake.auth.header), GRPC, context.peer())
+            if isinstance(admitted, Receipt):
+                await _refuse(context, admitted)
+            else:
+                sender = admitted
+        receipt = intake.take(request, Encoding.PROTOBUF, GRPC, sender)
         if receipt.refusal is not None:
-            code = _GRPC_CODES[receipt.refusal]
-            await context.abort(code, receipt.message, trailing_metadata(receipt))
+            await _refuse(context, receipt)
         return export_response(receipt, Encoding.PROTOBUF)
+
+
+async def _refuse(context: grpc.aio.ServicerContext[bytes, bytes], receipt: Receipt) -> None:
+    """End the call with the refusal's status code, message and details (raises)."""
+    assert receipt.refusal is not None
+    await context.abort(_GRPC_CODES[receipt.refusal], receipt.message, trailing_metadata(receipt))
+
+
+def _metadata(context: grpc.aio.ServicerContext[bytes, bytes], key: str) -> str | None:
+    """The first value of the call's metadata `key`, None when it has none."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return None
 
 
 def trailing_metadata(receipt: Receipt) -> tuple[tuple[str, bytes], ...]:

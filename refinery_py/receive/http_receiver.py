@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 from aiohttp import hdrs, web
 
 from refinery_py.otlp.errors import MalformedPayload
 from refinery_py.receive.decode import Encoding
 from refinery_py.receive.inflate import CODINGS, BodyTooLarge, inflate
+from refinery_py.receive.ingest_auth import ANONYMOUS
 from refinery_py.receive.intake import (
     DEFAULT_MAX_REQUEST_BYTES,
     HTTP,
@@ -37,6 +39,8 @@ _HTTP_STATUS = {
     Refusal.TOO_LARGE: 413,
     Refusal.UNSUPPORTED_MEDIA_TYPE: 415,
     Refusal.OVERLOADED: 429,
+    Refusal.MISSING_TOKEN: 401,
+    Refusal.INVALID_TOKEN: 401,
 }
 
 
@@ -48,6 +52,9 @@ class HttpReceiver:
 
     aiohttp's own graceful shutdown stops reading from open connections at once, which would cut
     off bodies still arriving; `stop` therefore waits for requests in flight itself first.
+
+    With `ssl_context` the port speaks TLS; with the intake's `auth`, every request needs a
+    token (401 with WWW-Authenticate otherwise), checked before its body is read.
     """
 
     def __init__(
@@ -58,8 +65,10 @@ class HttpReceiver:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         *,
         reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._intake = intake
+        self._ssl_context = ssl_context
         self._reuse_port = reuse_port
         self._host = host
         self._requested_port = port
@@ -97,7 +106,11 @@ class HttpReceiver:
         await runner.setup()
         # Only a node's own worker processes share a port (SO_REUSEPORT) on purpose.
         site = web.TCPSite(
-            runner, self._host, self._requested_port, reuse_port=self._reuse_port or None
+            runner,
+            self._host,
+            self._requested_port,
+            reuse_port=self._reuse_port or None,
+            ssl_context=self._ssl_context,
         )
         try:
             await site.start()
@@ -135,6 +148,18 @@ class HttpReceiver:
 
     async def _answer(self, request: web.Request) -> web.Response:
         encoding = _ENCODINGS.get(request.content_type)
+        sender = ANONYMOUS
+        auth = self._intake.auth
+        if auth is not None:
+            protocol = HTTP if encoding is None else _PROTOCOLS[encoding]
+            admitted = self._intake.admit(
+                request.headers.get(auth.header), protocol, request.remote or ""
+            )
+            if isinstance(admitted, Receipt):
+                response = _refused(admitted, encoding or Encoding.JSON)
+                response.headers[hdrs.WWW_AUTHENTICATE] = auth.challenge
+                return response
+            sender = admitted
         if encoding is None:
             message = (
                 f"Content-Type {request.content_type!r} is not supported: "
@@ -150,6 +175,9 @@ class HttpReceiver:
             return _refused(receipt, encoding)
         if (request.content_length or 0) > self._max_request_bytes:
             return self._too_large(protocol, encoding)
+        early = self._intake.overloaded(protocol)
+        if early is not None:
+            return _refused(early, encoding)  # the body is not even read
         try:
             body = await request.read()
             if coding in CODINGS:
@@ -158,7 +186,7 @@ class HttpReceiver:
             return self._too_large(protocol, encoding)
         except MalformedPayload as exc:
             return _refused(self._intake.refuse(protocol, Refusal.MALFORMED, str(exc)), encoding)
-        receipt = self._intake.take(body, encoding, protocol)
+        receipt = self._intake.take(body, encoding, protocol, sender)
         if receipt.refusal is not None:
             return _refused(receipt, encoding)
         return web.Response(body=export_response(receipt, encoding), content_type=encoding.value)

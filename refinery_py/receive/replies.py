@@ -28,6 +28,8 @@ STATUS_CODES = {
     Refusal.TOO_LARGE: Code.RESOURCE_EXHAUSTED,
     Refusal.UNSUPPORTED_MEDIA_TYPE: Code.INVALID_ARGUMENT,
     Refusal.OVERLOADED: Code.RESOURCE_EXHAUSTED,
+    Refusal.MISSING_TOKEN: Code.UNAUTHENTICATED,
+    Refusal.INVALID_TOKEN: Code.UNAUTHENTICATED,
 }
 """The `google.rpc.Code` that answers each kind of refusal."""
 

@@ -6,6 +6,8 @@ attributes they own; tests build their own registry and read the values back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from refinery_py import __version__
@@ -119,6 +121,17 @@ class Metrics:
             "How late each decision tick ran. Unlike the gauge, which the next tick overwrites "
             "20 times a second, every tick over the 1 s limit is counted here.",
             buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.decision_failures = Counter(
+            "refinery_decision_failures",
+            "Unexpected errors while deciding or exporting a trace, or in the rest of a decision "
+            "tick (logged with a traceback): a bug costs the trace it hit, never the ticker.",
+            registry=r,
+        )
+        self.decision_failed_spans = Counter(
+            "refinery_decision_failed_spans",
+            "Spans of traces lost to an unexpected error while being decided or exported.",
             registry=r,
         )
         self.decision_delay = Histogram(
@@ -304,6 +317,8 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        self.credentials = CredentialMetrics(r)
+
         # rules
         self.rules_reloads = Counter(
             "refinery_rules_reload",
@@ -324,6 +339,7 @@ class Metrics:
         for decision in ("kept", "dropped"):
             self.spans_decided.labels(decision)
             self.late_spans.labels(decision)
+            self.stress_relief_spans.labels(decision)
             for reason in SendReason:
                 if reason is not SendReason.LATE_SPAN:  # late spans are not decisions
                     self.traces_decided.labels(decision, reason.value)
@@ -347,3 +363,26 @@ class MembershipMetrics:
             "Times this node's view of the cluster changed.",
             registry=registry,
         )
+
+
+class CredentialMetrics:
+    """Reloads of certificate, key, CA and token files that changed on disk."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.reloads = Counter(
+            "refinery_credential_reloads",
+            "Changed certificate, key, CA or token files read again, by kind (server_tls, "
+            "peer_tls, export_tls, tokens) and outcome (applied; failed: the ones in use stay).",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+
+    def outcome(self, kind: str) -> Callable[[bool], None]:
+        """A reload callback counting under `kind`."""
+        applied = self.reloads.labels(kind, "applied")
+        failed = self.reloads.labels(kind, "failed")
+
+        def count(taken: bool) -> None:
+            (applied if taken else failed).inc()
+
+        return count

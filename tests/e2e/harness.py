@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -56,9 +57,14 @@ def _value(value: Any) -> Any:
 
 
 class RecordingBackend:
-    """An OTLP/gRPC backend on 127.0.0.1 that records what it is sent."""
+    """An OTLP/gRPC backend on 127.0.0.1 that records what it is sent (over TLS with
+    `credentials`)."""
 
-    def __init__(self, max_message_bytes: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int = 4 << 20,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
         self.requests: list[ExportTraceServiceRequest] = []
         self._lock = threading.Lock()
         self._server = grpc.server(
@@ -76,7 +82,10 @@ class RecordingBackend:
             },
         )
         self._server.add_generic_rpc_handlers((handler,))
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        if credentials is not None:
+            self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
+        else:
+            self.port = self._server.add_insecure_port("127.0.0.1:0")
 
     down = False
     """While True, every export is answered UNAVAILABLE (a backend outage)."""
@@ -156,7 +165,10 @@ class RefineryProcess:
         extra_args: list[str] | None = None,
         *,
         workers: int = 1,
+        api_tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.api_tls = api_tls
+        """How to reach an API that speaks TLS (None: plain HTTP)."""
         command = [sys.executable, "-m", "refinery_py", "serve", "--config", str(config)]
         if rules is not None:
             command += ["--rules", str(rules)]
@@ -212,7 +224,8 @@ class RefineryProcess:
 
     @property
     def api(self) -> str:
-        return "http://" + self.addresses["serving the API"]
+        scheme = "https" if self.api_tls is not None else "http"
+        return f"{scheme}://" + self.addresses["serving the API"]
 
     @property
     def peer(self) -> str:
@@ -236,7 +249,9 @@ class RefineryProcess:
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(self.api + path, timeout=10) as response:
+            with urllib.request.urlopen(
+                self.api + path, timeout=10, context=self.api_tls
+            ) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
@@ -253,8 +268,14 @@ class RefineryProcess:
         return total
 
     def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then the exit code; a shutdown that overruns `timeout` fails with the log
+        (which names each shutdown phase and how long it took)."""
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log = "".join(self.log[-120:])
+            raise AssertionError(f"still shutting down after {timeout:.0f} s\n{log}") from None
         self._reader.join(timeout=5)
         return code
 

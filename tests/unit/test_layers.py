@@ -36,6 +36,7 @@ LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
         {"grpc", "aiohttp", "google", "opentelemetry", "orjson", "redis", "xxhash"},
         set(),
     ),
+    "security": ({"model", "config", "telemetry"}, {"grpc"}, set()),
     "replay": (
         {"model", "otlp", "config", "assemble", "decide"},
         {"google", "opentelemetry", "orjson"},
@@ -54,6 +55,7 @@ LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
             "store",
             "cluster",
             "api",
+            "security",
             "telemetry",
             "pipeline",
         },

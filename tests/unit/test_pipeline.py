@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from refinery_py.assemble import DecisionCache, TraceBuffer
@@ -12,6 +14,7 @@ from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.pipeline import DECIDE_ERROR_REASON, Pipeline
 from refinery_py.telemetry import Metrics
 from tests.otlp_builders import request, span
+from tests.pipeline_support import Clock, Collecting
 
 RULES = """
 RulesVersion: 2
@@ -27,28 +30,6 @@ Samplers:
         - Name: drop the rest
           Drop: true
 """
-
-
-class Collecting:
-    def __init__(self) -> None:
-        self.traces: list[KeptTrace] = []
-
-    def offer(self, trace: KeptTrace) -> None:
-        self.traces.append(trace)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, timeout: float) -> None:
-        return None
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make(
@@ -212,3 +193,36 @@ def test_overload_refuses_with_a_retry_hint() -> None:
     assert admission.retry_after >= 1
     assert "behind" in admission.message
     assert pipeline.buffer.span_count == 0
+
+
+class FailsOnce(Collecting):
+    """An exporter with a bug that shows once (what no real part produces on demand)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def offer(self, trace: KeptTrace) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug")
+        super().offer(trace)
+
+
+async def test_an_unexpected_error_costs_one_trace_never_the_ticker() -> None:
+    pipeline, _, clock, metrics = make()
+    exporter = FailsOnce()
+    pipeline.exporters = [exporter]
+    send(pipeline, span(1, 1, error=True), span(2, 1, error=True))  # kept roots, due in 2 s
+    clock.now += 3.0
+    ticker = asyncio.create_task(pipeline.run())
+    for _ in range(200):
+        if exporter.traces:
+            break
+        await asyncio.sleep(0.01)
+    assert not ticker.done(), "the ticker carries on"
+    assert len(exporter.traces) == 1, "the trace after the failing one was decided"
+    assert metrics.decision_failures._value.get() == 1
+    assert metrics.decision_failed_spans._value.get() == 1
+    await pipeline.shutdown(1.0)
+    await ticker

@@ -7,6 +7,7 @@ while another queues for it, owners that disagree for a moment, a clock moved by
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,51 +16,43 @@ import pytest
 
 from refinery_py.assemble import DecisionCache, TraceBuffer
 from refinery_py.cluster.forwarding import Forwarder
-from refinery_py.cluster.ownership import Placement
+from refinery_py.cluster.ownership import Placement, worker_of
 from refinery_py.cluster.peer_door import PeerDoor
 from refinery_py.config.rules import parse_rules
 from refinery_py.decide.engine import RulesEngine
-from refinery_py.model import KeptTrace, SpanBatch
+from refinery_py.model import SpanBatch
 from refinery_py.otlp.batch_codec import encode_span_batch
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.pipeline import Pipeline
 from refinery_py.telemetry import Metrics
 from tests.cluster_support import KEEP_ALL, free_port
 from tests.otlp_builders import request, span
-
-
-class Collecting:
-    def __init__(self) -> None:
-        self.traces: list[KeptTrace] = []
-
-    def offer(self, trace: KeptTrace) -> None:
-        self.traces.append(trace)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, timeout: float) -> None:
-        return None
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.pipeline_support import Clock, Collecting
 
 
 class Member:
     """A pipeline with a forwarder and a peer door at `name` (127.0.0.1:port)."""
 
-    def __init__(self, name: str, clock: Clock, *, secret: str | None, queue: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        *,
+        secret: str | None,
+        queue: int,
+        doors: tuple[str, ...] = (),
+        worker: int = 0,
+    ) -> None:
+        """`doors`: the worker doors of a node of several workers (`name` is the first), of
+        which this is worker number `worker`."""
         self.name = name
+        self.doors = doors or (name,)
+        self.worker = worker
         self.metrics = Metrics()
         self.exported = Collecting()
         self.forwarder = Forwarder(
-            Placement([name], name),
-            sibling_doors=(),
+            Placement([name], name, len(self.doors), worker),
+            sibling_doors=self.doors if doors else (),
             metrics=self.metrics,
             secret=secret,
             queue_max_bytes=queue,
@@ -79,20 +72,20 @@ class Member:
             clock=clock,
             forwarder=self.forwarder,
         )
-        host, port = name.rsplit(":", 1)
+        host, port = self.doors[worker].rsplit(":", 1)
         self.door = PeerDoor(
             self.pipeline,
             metrics=self.metrics,
             tcp=(host, int(port)),
             unix_path=None,
-            doors=(name,),
-            worker=0,
+            doors=self.doors,
+            worker=worker,
             secret=secret,
             max_request_bytes=1 << 24,
         )
 
     def place(self, nodes: list[str]) -> None:
-        self.pipeline.set_placement(Placement(nodes, self.name))
+        self.pipeline.set_placement(Placement(nodes, self.name, len(self.doors), self.worker))
 
     def metric(self, family: str, *labels: str) -> float:
         counter = getattr(self.metrics, family)
@@ -215,6 +208,9 @@ async def test_an_undecided_trace_moves_with_its_deadline_and_a_decision_with_it
         assert b.exported.traces[-1].send_reason.value == "trace_send_late_span"
         assert b.metric("handoff_traces", "in") == 3
         assert b.metric("handoff_decisions", "in") == 3
+        # Counted out once, though a's link re-queued them when it learned b's worker doors.
+        assert a.metric("handoff_traces", "out") == 3
+        assert a.metric("forward_rerouted_spans") == 0
 
 
 async def test_members_that_disagree_do_not_bounce_spans_forever() -> None:
@@ -229,11 +225,45 @@ async def test_members_that_disagree_do_not_bounce_spans_forever() -> None:
         trace_id = trace.to_bytes(16, "big")
         await until(lambda: trace_id in a.buffered())  # b passed it back; a keeps it (hop 2)
         assert a.metric("misplaced_spans") == 3
+        assert b.metric("relayed_spans") == 3  # b passed on what it got, as it thought a owned it
         b.place(both)  # b catches up: b owns it, and a hands it over within a second
         clock.now += 1.0
         a.pipeline.decide_due()
         await until(lambda: trace_id in b.buffered())
         assert trace_id not in a.buffered()
+
+
+async def test_the_first_spans_for_a_node_of_two_workers_go_straight_to_the_owning_worker() -> None:
+    clock = Clock()
+    node_a = f"127.0.0.1:{free_port()}"
+    doors_b = (f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
+    a = Member(node_a, clock, secret=None, queue=1 << 24)
+    b0, b1 = (
+        Member(doors_b[0], clock, secret=None, queue=1 << 24, doors=doors_b, worker=w)
+        for w in (0, 1)
+    )
+    members = [a, b0, b1]
+    nodes = [node_a, doors_b[0]]
+    for member in members:
+        member.forwarder.start()
+        await member.door.start()
+        member.place(nodes)
+    try:
+        b_owns = owned_by(b0, nodes, range(1, 400))
+        placement = Placement(nodes, node_a)
+        to_b1 = [t for t in b_owns if worker_of(t.to_bytes(16, "big"), 2) == 1][:10]
+        assert placement.node_of(to_b1[0].to_bytes(16, "big")) == doors_b[0]
+        for trace in to_b1:  # before a has heard anything from b
+            assert a.pipeline.accept(batch_of(range(trace, trace + 1)), "grpc").accepted
+        ids = {t.to_bytes(16, "big") for t in to_b1}
+        await until(lambda: ids <= b1.buffered())
+        assert b0.metric("cluster_spans", "received") == 0, "nothing went through b's worker 0"
+        assert b0.metric("relayed_spans") == 0
+        assert b1.metric("cluster_spans", "received") == 3 * len(ids)
+    finally:
+        for member in members:
+            await member.forwarder.close(0.5)
+            await member.door.stop()
 
 
 @pytest.mark.parametrize("token", [None, "wrong"])
@@ -274,4 +304,24 @@ async def test_an_open_peer_door_checks_what_it_is_given() -> None:
                 ) as response:
                     assert response.status == 400
                     assert "error" in await response.json()
+        assert not member.buffered()
+
+
+@pytest.mark.parametrize("path", ["/peer/v1/spans", "/peer/v1/handoff", "/peer/v1/membership"])
+async def test_a_compressed_body_at_the_peer_door_is_refused_not_a_500(path: str) -> None:
+    """Found by the fault tests' fuzzer: the door let aiohttp inflate bodies, so a corrupt gzip
+    stream raised inside the handler (500, and a traceback in the log). Members never
+    compress; a compressed body is refused like any other that is not a record."""
+    async with cluster(1) as (members, _):
+        (member,) = members
+        corrupt = bytearray(gzip.compress(encode_span_batch(batch_of(range(1, 2)))))
+        corrupt[12] ^= 0xFF
+        async with aiohttp.ClientSession() as session:
+            for body in (bytes(corrupt), gzip.compress(encode_span_batch(batch_of(range(1, 2))))):
+                async with session.post(
+                    f"http://{member.name}{path}",
+                    data=body,
+                    headers={"Content-Encoding": "gzip"},
+                ) as response:
+                    assert response.status == 400
         assert not member.buffered()

@@ -54,8 +54,8 @@ async def test_every_span_arrives_intact_and_each_trace_in_one_request(
         "rejected": 0,
         "dropped_queue_full": 0,
         "dropped_retries_exhausted": 0,
-        "dropped_shutdown": 0,
         "spilled": 0,
+        "dropped_shutdown": 0,
     }
     assert counter(metrics, "refinery_export_requests", outcome="sent") == len(backend.accepted)
 

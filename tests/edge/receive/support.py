@@ -23,6 +23,13 @@ class FakeSink:
         self.refuse_next = 0
         self.retry_after = 0.05
         self.offered = 0
+        self.overloaded = False
+        """While set, every request is refused before it is decoded (`refusal`)."""
+
+    def refusal(self) -> Admission | None:
+        if self.overloaded:
+            return Admission(False, self.retry_after, "decisions are running behind")
+        return None
 
     def accept(self, batch: SpanBatch, protocol: str) -> Admission:
         self.offered += 1

@@ -232,3 +232,22 @@ async def test_stopped_receiver_refuses_calls(sink: FakeSink, metrics: Metrics) 
 
     error = await export_fails(port, good_request())
     assert error.code() is grpc.StatusCode.UNAVAILABLE
+
+
+async def test_an_overloaded_pipeline_refuses_before_the_request_is_decoded(
+    start_grpc: ReceiverFactory, sink: FakeSink, metrics: Metrics
+) -> None:
+    port = await start_grpc()
+    sink.overloaded = True
+
+    error = await export_fails(port, b"\xff\xff not OTLP")
+
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.details() == "decisions are running behind"
+    assert (
+        sample(metrics, "refinery_requests_rejected_total", protocol="grpc", reason="malformed")
+        == 0
+    )
+    assert sink.offered == 0
+    sink.overloaded = False
+    await still_serves(port, sink)

@@ -420,3 +420,28 @@ async def test_stop_lets_a_request_in_flight_finish(
     await stopping
     assert status == 200
     assert sink.trace_ids == [trace_id(7), trace_id(7)]
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+async def test_an_overloaded_pipeline_refuses_before_the_body_is_decoded(
+    client: Client, sink: FakeSink, metrics: Metrics, content_type: str
+) -> None:
+    sink.overloaded = True
+    # Not even valid: an overloaded node does not spend a parse on a request it will refuse.
+    status, headers, reply = await client.post(b"\xff\xff not OTLP", content_type)
+
+    assert status == 429
+    assert headers["Retry-After"] == "1"
+    assert status_of(reply, content_type).message == "decisions are running behind"
+    protocol = "http_json" if content_type == JSON else "http_protobuf"
+    assert (
+        sample(metrics, "refinery_requests_rejected_total", protocol=protocol, reason="overloaded")
+        == 1
+    )
+    assert (
+        sample(metrics, "refinery_requests_rejected_total", protocol=protocol, reason="malformed")
+        == 0
+    )
+    assert sink.offered == 0
+    sink.overloaded = False
+    await still_serves(client, sink)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from refinery_py.cluster.handoff_codec import decode_handoffs, encode_handoff
@@ -83,3 +85,27 @@ def test_garbage_metadata_is_refused() -> None:
     body[12:14] = b"[]"  # the metadata must be an object
     with pytest.raises(MalformedPayload):
         decode_handoffs(bytes(body), OriginInterner())
+
+
+def _record(meta: bytes, decisions: int = 0, rest: bytes = b"") -> bytes:
+    body = struct.pack("<I", len(meta)) + meta + struct.pack("<I", decisions) + rest
+    return b"RPH1" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _record(b"{}", 0xFFFFFFFF),  # a count no body could hold: refused, not allocated
+        _record(b"{}", 2, bytes(16 * 2 + 3)),  # the entries end mid-item
+        _record(b'{"traces": 5}'),
+        _record(b'{"decisions": {"a": 1}}'),
+        _record(b'{"decisions": [[true, 1, "r", "k", "s", ["trace_send_got_root"]]]}'),
+        _record(b'{"traces": [[1, 2]], "decisions": null}'),
+    ],
+    ids=["huge count", "torn entries", "traces", "decisions", "send reason", "null"],
+)
+def test_malformed_handoffs_are_refused_not_raised(body: bytes) -> None:
+    """Found by the fault tests' fuzzer: metadata of the wrong shape raised TypeError (a 500 at
+    the peer door) and a damaged decision count allocated without bound (a hang)."""
+    with pytest.raises(MalformedPayload):
+        decode_handoffs(body, OriginInterner())

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from refinery_py.otlp.batch_codec import decode_span_batches, encode_span_batch, is_span_batch
@@ -48,3 +50,26 @@ def test_bad_magic_is_refused() -> None:
     encoded = encode_span_batch(batch_of(request(span(1, 1))))  # type: ignore[arg-type]
     with pytest.raises(MalformedPayload, match="magic"):
         decode_span_batches(b"XXXX" + encoded[4:], OriginInterner())
+
+
+def _record(count: int, origins: int, roots: int, rest: bytes) -> bytes:
+    return b"RPB1" + struct.pack("<IIII", 12 + len(rest), count, origins, roots) + rest
+
+
+@pytest.mark.parametrize(
+    ("count", "origins", "roots", "rest"),
+    [
+        (0xFFFFFFFF, 0, 0, b""),  # a count no body could hold: refused, not allocated
+        (3, 1, 0, bytes(8) + bytes(16 * 3) + b"\x00"),  # the indexes end mid-item
+        (1, 1, 0xFFFFFFFF, bytes(8) + bytes(16) + bytes(2)),
+        (0, 0xFFFFFFFF, 0, bytes(64)),  # origins past the record's end
+    ],
+    ids=["huge span count", "torn indexes", "huge root count", "huge origin count"],
+)
+def test_counts_that_do_not_fit_the_record_are_refused(
+    count: int, origins: int, roots: int, rest: bytes
+) -> None:
+    """Found by the fault tests' fuzzer: the counts were trusted before the lengths, so a
+    damaged header allocated without bound (a hang) or raised ValueError (a 500)."""
+    with pytest.raises(MalformedPayload):
+        decode_span_batches(_record(count, origins, roots, rest), OriginInterner())

@@ -23,7 +23,7 @@ from refinery_py.assemble import DecisionCache, TraceBuffer
 from refinery_py.config.rules import parse_rules
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.trace_key import TraceKey
-from refinery_py.model import KeptTrace, SpanBatch
+from refinery_py.model import SpanBatch
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.ingest import WALKS, OriginInterner, split_request
 from refinery_py.otlp.json import json_to_protobuf, request_to_json
@@ -32,6 +32,7 @@ from refinery_py.pipeline import Pipeline
 from refinery_py.telemetry import Metrics
 from tests.otlp_reorder import Order, reorder_request
 from tests.otlp_traffic import FIELDS, RULES, varied_requests
+from tests.pipeline_support import Collecting
 
 CUSTOMER_FIELDS = ("customer.id", "app.blob")
 KEYS = (
@@ -174,20 +175,6 @@ def test_every_field_customer_and_key_reads_the_same(
 def test_the_walk_and_the_search_read_the_same(canonical: list[bytes]) -> None:
     _, batches = _split(canonical, validate=True)
     assert _reading(batches, walks=True) == _reading(batches, walks=False)
-
-
-class Collecting:
-    def __init__(self) -> None:
-        self.traces: list[KeptTrace] = []
-
-    def offer(self, trace: KeptTrace) -> None:
-        self.traces.append(trace)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, timeout: float) -> None:
-        return None
 
 
 def _decide(bodies: list[bytes], *, dry_run: bool = False) -> list[tuple[Any, ...]]:

@@ -69,6 +69,33 @@ def test_incoming_sample_rate_is_multiplied_and_kept_as_original() -> None:
         assert keys.count("SampleRate") == 1
 
 
+@pytest.mark.parametrize(
+    ("incoming", "original"),
+    [
+        (float("inf"), 1),
+        ("-Infinity", 1),
+        ("inf", 1),
+        (float("nan"), 1),
+        (1e300, 1 << 56),
+        ("1e300", 1 << 56),
+        (2**63 - 1, 1 << 56),
+    ],
+)
+def test_incoming_rates_out_of_range_leave_as_a_valid_int64(
+    incoming: object, original: int
+) -> None:
+    """Found by the fault tests: `SampleRate: +Inf` raised OverflowError in the decision tick,
+    which stopped every later decision of the node without a word, and rates past int64
+    were written as varints protobuf cannot read (the backend refused the trace). A rate that
+    is not finite counts as 1, like one that is not a number; a larger one as OpenTelemetry's
+    largest, 2^56; and the product with the trace's rate stops at int64's largest."""
+    decision = Decision(True, 1 << 20, "rules/trace/big")
+    payload = encode(span(1, 1, attrs={"SampleRate": incoming}), decision=decision)  # type: ignore[dict-item]
+    (kept,) = [attributes(s) for _, _, s in all_spans(payload)]
+    assert kept["SampleRate"] == min(original << 20, 2**63 - 1)
+    assert kept["meta.refinery.original_sample_rate"] == original
+
+
 def test_earlier_annotations_are_replaced() -> None:
     payload = encode(span(1, 1, attrs={"meta.refinery.reason": "old", "meta.span_count": 99}))
     (_, _, only) = all_spans(payload)[0]
