@@ -65,6 +65,7 @@ def test_without_a_current_build_everything_runs_as_pure_python(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     finders = list(sys.meta_path)
+    monkeypatch.delenv(compiled.PURE_ENV, raising=False)  # the suite may run with it set
     assert compiled._install(tmp_path / "absent").startswith("pure Python (not compiled")
     _manifest(tmp_path, toolchain="elsewhere")
     assert compiled._install(tmp_path).startswith("pure Python (the compiled build is stale")
