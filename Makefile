@@ -49,7 +49,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 ## make bench: refinery_py end to end beside the OpenTelemetry Collector's tail sampler (minutes)
-## make bench-quick: the same in under a minute; what the figures mean: bench/README.md
+## make bench-quick: the same in about 75 s; what the figures mean: bench/README.md
 bench: $(STAMP) compiled $(PEER)
 	$(BIN)/python -m bench.run
 

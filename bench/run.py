@@ -69,7 +69,7 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
-    add("--quick", action="store_true", help="short run, under a minute once payloads are cached")
+    add("--quick", action="store_true", help="short run, about 75 s once payloads are cached")
     add("--protocol", choices=("http", "grpc"), default="http", help="OTLP transport to servers")
     add("--senders", type=int, default=1, help="sender processes")
     add("--connections", type=int, default=32, help="connections (threads) per sender process")
