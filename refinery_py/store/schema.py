@@ -20,6 +20,7 @@ Indexes, each for a query shape:
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -88,9 +89,7 @@ def open_for_writing(path: str | Path) -> sqlite3.Connection:
         raise StoreUnavailable(f"cannot open the store {file}: {exc}") from exc
     try:
         _configure_writer(conn)
-        _check_version(conn, file)
-        conn.executescript(_TABLES)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _create_or_check(conn, file)
     except sqlite3.Error as exc:
         conn.close()
         raise StoreUnavailable(f"cannot use the store {file}: {exc}") from exc
@@ -100,10 +99,31 @@ def open_for_writing(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def _create_or_check(conn: sqlite3.Connection, file: Path) -> None:
+    """Check the file's schema version and create what is missing, in one write transaction.
+
+    The workers of a node open the same file at the same moment: created outside a
+    transaction, the tables were visible to a second worker before the version that marks
+    them as ours, and it refused the file (version 0) and failed the node's start.
+    """
+    conn.execute("BEGIN IMMEDIATE")  # one connection at a time, the others wait (busy_timeout)
+    try:
+        _check_version(conn, file)
+        for statement in _TABLES.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _configure_writer(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
+    mode = _switch_to_wal(conn)
+    if mode.lower() != "wal":
         raise sqlite3.OperationalError(f"the file cannot use WAL journaling (mode {mode})")
     # Why synchronous=NORMAL is enough: in WAL mode a commit appends the batch to the -wal file
     # with write(); once write() returns, the bytes are in the kernel's page cache and survive
@@ -117,6 +137,23 @@ def _configure_writer(conn: sqlite3.Connection) -> None:
     # After a checkpoint empties the WAL, truncate it back to this size rather than keep the
     # high-water mark on disk.
     conn.execute("PRAGMA journal_size_limit = 67108864")
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """`PRAGMA journal_mode = WAL`, retried while another process holds the lock it needs.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once
+    (the busy timeout does not apply) while another connection is doing the same: the workers of
+    a node open a new store together.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _check_version(conn: sqlite3.Connection, file: Path) -> None:
