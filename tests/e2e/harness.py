@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,8 +293,18 @@ class RefineryProcess:
             self.process.stderr.close()
 
 
-def write_config(directory: Path, backend: RecordingBackend | None, **traces: str) -> Path:
-    """A config file listening on OS-chosen ports, exporting to `backend`."""
+_EXPORT_DEFAULTS = {"protocol": "grpc", "batch_timeout": "50ms", "retry_initial_interval": "100ms"}
+
+
+def write_config(
+    directory: Path,
+    backend: RecordingBackend | None,
+    *,
+    export: Mapping[str, str] | None = None,
+    **traces: str,
+) -> Path:
+    """A config file listening on OS-chosen ports, exporting to `backend` (`export`: keys of
+    `export.otlp` to set beside, or instead of, the defaults here)."""
     lines = [
         "listen:",
         "  otlp_grpc: 127.0.0.1:0",
@@ -307,14 +317,9 @@ def write_config(directory: Path, backend: RecordingBackend | None, **traces: st
         "  path: null",
     ]
     if backend is not None:
-        lines += [
-            "export:",
-            "  otlp:",
-            f"    endpoint: {backend.endpoint}",
-            "    protocol: grpc",
-            "    batch_timeout: 50ms",
-            "    retry_initial_interval: 100ms",
-        ]
+        settings = {**_EXPORT_DEFAULTS, **(export or {})}
+        lines += ["export:", "  otlp:", f"    endpoint: {backend.endpoint}"]
+        lines += [f"    {key}: {value}" for key, value in settings.items()]
     path = directory / "refinery.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from tests.cluster_support import KEEP_ALL
+from tests.e2e import harness
 from tests.e2e.cluster_harness import address_of
 from tests.e2e.faults import Load
 from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until
@@ -28,26 +29,12 @@ DROPS = ("dropped_queue_full", "dropped_retries_exhausted", "dropped_shutdown", 
 
 
 def write_config(directory: Path, backend: RecordingBackend) -> Path:
-    path = directory / "outage.yaml"
-    path.write_text(
-        "\n".join(
-            [
-                "listen: {otlp_grpc: 127.0.0.1:0, otlp_http: 127.0.0.1:0, api: 127.0.0.1:0}",
-                "traces: {send_delay: 200ms, trace_timeout: 5s}",
-                "store: {path: null}",
-                "export:",
-                "  otlp:",
-                f"    endpoint: {backend.endpoint}",
-                "    batch_timeout: 50ms",
-                "    queue_max_bytes: 1MiB",
-                "    retry_initial_interval: 100ms",
-                "    retry_max_interval: 500ms",
-                f"    retry_max_elapsed: {OUTAGE_SECONDS / 2}s",
-            ]
-        )
-        + "\n"
-    )
-    return path
+    export = {
+        "queue_max_bytes": "1MiB",
+        "retry_max_interval": "500ms",
+        "retry_max_elapsed": f"{OUTAGE_SECONDS / 2}s",
+    }
+    return harness.write_config(directory, backend, export=export)
 
 
 def trace_body(number: int) -> tuple[bytes, int]:

@@ -5,31 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.cluster_support import KEEP_ALL
+from tests.e2e import harness
 from tests.e2e.cluster_harness import address_of, post
 from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until
 from tests.otlp_builders import request, span
 
 
 def write_config(directory: Path, backend: RecordingBackend) -> Path:
-    path = directory / "refinery.yaml"
-    path.write_text(
-        "\n".join(
-            [
-                "listen: {otlp_grpc: 127.0.0.1:0, otlp_http: 127.0.0.1:0, api: 127.0.0.1:0}",
-                "traces: {send_delay: 200ms, trace_timeout: 5s}",
-                "store: {path: null}",
-                "export:",
-                "  otlp:",
-                f"    endpoint: {backend.endpoint}",
-                "    queue_max_bytes: 1MiB",
-                "    retry_initial_interval: 100ms",
-                "    retry_max_interval: 500ms",
-                "    retry_max_elapsed: 10m",
-            ]
-        )
-        + "\n"
-    )
-    return path
+    export = {
+        "batch_timeout": "0s",
+        "queue_max_bytes": "1MiB",
+        "retry_max_interval": "500ms",
+        "retry_max_elapsed": "10m",
+    }
+    return harness.write_config(directory, backend, export=export)
 
 
 def test_a_backend_that_cannot_keep_up_gets_backpressure_not_drops(tmp_path: Path) -> None:
