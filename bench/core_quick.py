@@ -93,7 +93,7 @@ def main() -> None:
     def rate(seconds: float) -> str:
         return f"{spans / seconds / 1000:8.0f} k spans/s"
 
-    print(f"validate + scan (upb parse + wire scan)   {rate(split_seconds)}")
+    print(f"validate + scan (split_request)           {rate(split_seconds)}")
     print(f"wire scan only                            {rate(scan_seconds)}")
     print(f"accept (split + buffer)                   {rate(accept_seconds)}")
     print(f"decide + encode kept                      {rate(decide_seconds)}")

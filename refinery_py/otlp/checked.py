@@ -150,18 +150,27 @@ def check_message(buf: bytes, start: i64, end: i64, schema: MessageSchema, depth
                             break
                         index += 1
             pos += length
-        elif wire_type == 0:
-            pos = _skip_varint(buf, pos, end)
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        elif wire_type == 3:
-            pos = _skip_group(buf, pos, end, number, depth + 1)
-        else:  # an end of group outside one, or wire type 6 or 7
-            raise MalformedPayload(_CORRUPT + f" (wire type {wire_type} of field {number})")
+        else:
+            pos = _skip_unchecked(buf, pos, end, tag, depth + 1)
         if pos > end:
             raise MalformedPayload(_CORRUPT + " (a field runs past the end of its message)")
+
+
+def _skip_unchecked(buf: bytes, pos: i64, end: i64, tag: i64, group_depth: i64) -> i64:
+    """Past the value of a field that is not length-delimited (its `tag` read, `pos` after it):
+    a varint, a fixed-size value or a group (which would be `group_depth` levels down)."""
+    number: i64 = tag >> 3
+    wire_type: i64 = tag & 7
+    if wire_type == 0:
+        return _skip_varint(buf, pos, end)
+    if wire_type == 1:
+        return pos + 8
+    if wire_type == 5:
+        return pos + 4
+    if wire_type == 3:
+        return _skip_group(buf, pos, end, number, group_depth)
+    # An end of group outside one, or wire type 6 or 7.
+    raise MalformedPayload(_CORRUPT + f" (wire type {wire_type} of field {number})")
 
 
 _CORRUPT: Final = (
@@ -247,16 +256,8 @@ def _skip_group(buf: bytes, pos: i64, end: i64, number: i64, depth: i64) -> i64:
         if wire_type == 2:
             length, pos = _read_length(buf, pos, end)
             pos += length
-        elif wire_type == 0:
-            pos = _skip_varint(buf, pos, end)
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        elif wire_type == 3:
-            pos = _skip_group(buf, pos, end, inner, depth + 1)
         else:
-            raise MalformedPayload(_CORRUPT + f" (wire type {wire_type} of field {inner})")
+            pos = _skip_unchecked(buf, pos, end, tag, depth + 1)
         if pos > end:
             raise MalformedPayload(_CORRUPT + " (a field runs past the end of its message)")
     raise MalformedPayload(_CORRUPT + " (a group does not end)")
