@@ -16,19 +16,26 @@ from typing import Final
 from refinery_py.assemble.decision_cache import CachedDecision, DecisionCache
 from refinery_py.model import HandedOffTrace, Origin, SendReason, SpanBatch
 
-SPAN_OVERHEAD_BYTES: Final = 56
-"""Bookkeeping per buffered span beyond its wire bytes: bytes-object header and two list slots."""
+SPAN_OVERHEAD_BYTES: Final = 64
+"""Bookkeeping per buffered span beyond its wire bytes: bytes-object header, three list slots."""
 TRACE_OVERHEAD_BYTES: Final = 480
 """Bookkeeping per buffered trace: the trace object, its two lists, dict and heap entries."""
 
 
 class BufferedTrace:
     """One trace's spans so far. `spans[i]` came from `origins[i]`; `span_bytes` is the sum of
-    their lengths (kept by the buffer as spans arrive)."""
+    their lengths (kept by the buffer as spans arrive).
+
+    `marks[i]` is span i's mark (`otlp.span_fields.span_marks`: its error status and which of
+    the field plan's keys it has), valid for the plan's first `marked_slots` keys; -1 when some
+    span came without a mark (then `marks` is not used).
+    """
 
     __slots__ = (
         "deadline",
         "first_seen",
+        "marked_slots",
+        "marks",
         "origins",
         "reason",
         "root_index",
@@ -42,6 +49,8 @@ class BufferedTrace:
         self.trace_id = trace_id
         self.spans: list[bytes] = []
         self.origins: list[Origin] = []
+        self.marks: list[int] = []
+        self.marked_slots = -1
         self.span_bytes = 0
         self.root_index = -1
         self.first_seen = now
@@ -94,9 +103,20 @@ class TraceBuffer:
         """Estimated bytes held: span bytes plus per-span and per-trace bookkeeping."""
         self._deadlines: list[tuple[float, bytes]] = []
 
-    def add(self, batch: SpanBatch, now: float) -> Arrivals:
-        """Buffer a batch's spans; return late spans and traces now over the span limit."""
+    def add(
+        self,
+        batch: SpanBatch,
+        now: float,
+        marks: list[int] | None = None,
+        marked_slots: int = -1,
+    ) -> Arrivals:
+        """Buffer a batch's spans; return late spans and traces now over the span limit.
+
+        `marks` are the spans' marks, valid for `marked_slots` plan keys (see BufferedTrace).
+        """
         arrivals = Arrivals()
+        if marks is None:
+            marked_slots = -1
         traces = self.traces
         decisions = self.decisions
         roots = batch.root_positions
@@ -120,8 +140,13 @@ class TraceBuffer:
                     late_count += 1
                     continue
                 trace = traces[trace_id] = BufferedTrace(trace_id, now, expiry)
+                trace.marked_slots = marked_slots
                 heapq.heappush(self._deadlines, (expiry, trace_id))
                 new_traces += 1
+            elif marked_slots < trace.marked_slots:
+                trace.marked_slots = marked_slots
+            if marks is not None:
+                trace.marks.append(marks[index])
             span = spans[index]
             trace.spans.append(span)
             trace.span_bytes += len(span)
@@ -170,6 +195,7 @@ class TraceBuffer:
                 )
                 self.memory += TRACE_OVERHEAD_BYTES
             offset = len(trace.spans)
+            trace.marked_slots = -1  # handed-off spans come without marks
             incoming_bytes = sum(map(len, incoming.spans))
             trace.spans.extend(incoming.spans)
             trace.span_bytes += incoming_bytes

@@ -354,10 +354,9 @@ class SpanFields:
 
     def _status(self, raw: bytes, start: int, end: int) -> None:
         """One occurrence of Status: its fields override those of earlier occurrences."""
+        self.status_code = _status_code(raw, start, end, self.status_code)
         for number, wire_type, _, value_start, value_end in iter_fields(raw, start, end):
-            if number == 3 and wire_type == VARINT:
-                self.status_code = _int32(read_varint(raw, value_start)[0])
-            elif number == 2 and wire_type == LEN:
+            if number == 2 and wire_type == LEN:
                 self.status_message, self.status_message_end = value_start, value_end
 
     def _general_attribute(self, raw: bytes, start: int, end: int, plan: FieldPlan) -> None:
@@ -379,6 +378,118 @@ class SpanFields:
         else:
             merged = b"".join(raw[value_start:value_end] for value_start, value_end in values)
             self._found(slot, merged, 0, len(merged))
+
+
+MARK_ERROR: Final = 1
+"""Bit 0 of a span's mark (`span_marks`): its status is ERROR. Bit `slot + 1`: it has an
+attribute with the plan's key of that slot."""
+
+
+def span_marks(spans: list[bytes], plan: FieldPlan) -> list[int]:
+    """Each span's mark: what a walk would find of its status and of the plan's keys (as bits,
+    see MARK_ERROR), valid for the plan's first `len(plan.keys)` slots.
+
+    Taken as spans are buffered, while their bytes are still in the cache: most spans have
+    none of the keys rules read in every span (`error`, a flag), and deciding a trace then
+    walks only the spans that do, rather than every span of every trace seconds later.
+    """
+    return [_span_mark(raw, plan) for raw in spans]
+
+
+def count_marked(marks: list[int], bits: int) -> int:
+    """How many of `marks` have any of `bits`."""
+    count = 0
+    for mark in marks:
+        if mark & bits:
+            count += 1
+    return count
+
+
+def _span_mark(raw: bytes, plan: FieldPlan) -> i64:
+    """One span's mark. Unlike `SpanFields` it decodes no value and keeps no position; the
+    span was validated on arrival."""
+    mark: i64 = 0
+    status: i64 = 0
+    pos: i64 = 0
+    end: i64 = len(raw)
+    while pos < end:
+        tag, pos = _read_key(raw, pos)
+        wire_type = tag & 7
+        if wire_type == LEN:
+            length, start = read_varint(raw, pos)
+            pos = start + length
+            if tag == 0x4A:  # field 9: an attribute
+                slot = _attribute_slot(raw, start, pos, plan)
+                if slot >= 0:
+                    mark |= 1 << (slot + 1)
+            elif tag == 0x7A:  # field 15: the status (occurrences merge)
+                status = _status_code(raw, start, pos, status)
+        elif wire_type == FIXED64:
+            pos += 8
+        elif wire_type == VARINT:
+            pos = read_varint(raw, pos)[1]
+        elif wire_type == FIXED32:
+            pos += 4
+        else:
+            pos = skip_field(raw, pos, wire_type, end)
+    if status == STATUS_ERROR:
+        mark |= MARK_ERROR
+    return mark
+
+
+def _read_key(raw: bytes, pos: i64) -> tuple[i64, i64]:
+    """The field key (tag) at `pos`, and the position after it."""
+    key: i64 = raw[pos]
+    if key < 0x80:
+        return key, pos + 1
+    long_key, after = read_varint(raw, pos)
+    return long_key & 0xFFFFFFFF, after
+
+
+def _attribute_slot(raw: bytes, start: i64, end: i64, plan: FieldPlan) -> i64:
+    """The plan's slot of the key of the KeyValue in raw[start:end]; -1 when not planned."""
+    if end - start >= 2 and raw[start + 1] < 0x80:
+        # The layouts writers use (see SpanFields._walk): one short key, then at most one value.
+        if raw[start] == 0x0A:
+            key_end: i64 = start + 2 + raw[start + 1]
+            if key_end == end or (
+                key_end + 2 <= end
+                and raw[key_end] == 0x12
+                and raw[key_end + 1] < 0x80
+                and key_end + 2 + raw[key_end + 1] == end
+            ):
+                return _planned_slot(plan, raw, start + 2, key_end - start - 2)
+        elif raw[start] == 0x12:
+            key: i64 = start + 2 + raw[start + 1]
+            if (
+                key + 2 <= end
+                and raw[key] == 0x0A
+                and raw[key + 1] < 0x80
+                and key + 2 + raw[key + 1] == end
+            ):
+                return _planned_slot(plan, raw, key + 2, end - key - 2)
+    key_start: i64 = -1
+    key_stop: i64 = -1
+    for number, wire_type, _, value_start, value_end in iter_fields(raw, start, end):
+        if number == 1 and wire_type == LEN:
+            key_start, key_stop = value_start, value_end  # protobuf's last key field wins
+    if key_start < 0:
+        return -1
+    return _planned_slot(plan, raw, key_start, key_stop - key_start)
+
+
+def _planned_slot(plan: FieldPlan, raw: bytes, start: i64, length: i64) -> i64:
+    if length < _SHORT_KEY and not plan.lengths[length]:
+        return -1
+    return plan.match(raw, start, length)
+
+
+def _status_code(raw: bytes, start: i64, end: i64, code: i64) -> i64:
+    """The status code after one occurrence of Status in raw[start:end] (`code` before it)."""
+    for number, wire_type, _, value_start, _ in iter_fields(raw, start, end):
+        if number == 3 and wire_type == VARINT:
+            code = _int32(read_varint(raw, value_start)[0])
+    return code
 
 
 def _bytes_at(raw: bytes, start: int, end: int) -> bytes:

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
 from refinery_py.model import FieldValue, Origin
-from refinery_py.otlp.span_fields import INTRINSIC_FIELDS, STATUS_ERROR, FieldPlan, SpanFields
+from refinery_py.otlp.span_fields import (
+    INTRINSIC_FIELDS,
+    MARK_ERROR,
+    STATUS_ERROR,
+    FieldPlan,
+    SpanFields,
+)
 from refinery_py.otlp.span_search import Attribute, SearchedSpan, locate_span_attribute
 from refinery_py.otlp.values import attributes_to_fields
 
@@ -120,12 +126,18 @@ class WireTrace:
     """A TraceView over a buffered trace's span bytes.
 
     `plan` says how to read the spans and, for the walk, which attribute keys to look for; the
-    pipeline shares one plan among all the traces it decides, so it learns them once.
+    pipeline shares one plan among all the traces it decides, so it learns them once. `marks`,
+    when given, are the spans' marks (`span_fields.span_marks`) for the plan's first
+    `marked_slots` keys: which spans are errors or have those keys is then known without a walk.
+    `asked` has the mark bits of the questions samplers asked that marks answer (`spans_with`).
     """
 
     __slots__ = (
         "_distinct_origins",
         "_spans",
+        "asked",
+        "marked_slots",
+        "marks",
         "origins",
         "plan",
         "raw_spans",
@@ -140,12 +152,19 @@ class WireTrace:
         origins: list[Origin],
         root_index: int,
         plan: FieldPlan | None = None,
+        *,
+        marks: list[int] | None = None,
+        marked_slots: int = -1,
     ) -> None:
         self.raw_trace_id = trace_id
         self.raw_spans = raw_spans
         self.origins = origins
         self.root_index = root_index
         self.plan = plan if plan is not None else FieldPlan()
+        usable = marks is not None and len(marks) == len(raw_spans) and self.plan.walks
+        self.marks: list[int] = marks if marks is not None and usable else []
+        self.marked_slots = marked_slots if usable else -1
+        self.asked = 0
         self._spans: list[WireSpan] | None = None
         self._distinct_origins: list[Origin] | None = None
 
@@ -177,6 +196,9 @@ class WireTrace:
         spans = self.spans
         if field in INTRINSIC_FIELDS:
             if field == "error":
+                self.asked |= MARK_ERROR
+                if self.marked_slots >= 0:
+                    return self._marked(MARK_ERROR)
                 return [span for span in spans if span.is_error()]
             return spans
         distinct = self._distinct_origins
@@ -185,4 +207,16 @@ class WireTrace:
         for origin in distinct:
             if field in origin_fields(origin):
                 return spans
+        slot = self.plan.slot(field) if self.plan.walks else -1
+        if slot >= 0:
+            bit = 1 << (slot + 1)
+            self.asked |= bit
+            if slot < self.marked_slots:
+                return self._marked(bit)
         return [span for span in spans if span.may_have_attribute(field)]
+
+    def _marked(self, bit: int) -> list[WireSpan]:
+        """The spans whose mark has `bit`."""
+        spans = self.spans
+        marks = self.marks
+        return [spans[index] for index in range(len(marks)) if marks[index] & bit]

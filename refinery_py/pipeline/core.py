@@ -27,9 +27,10 @@ from refinery_py.model import (
 )
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.frame import encode_kept_trace
-from refinery_py.otlp.span_fields import FieldPlan
+from refinery_py.otlp.span_fields import INTRINSIC_FIELDS, FieldPlan
 from refinery_py.otlp.span_view import WireTrace
 from refinery_py.pipeline.admission import backlog_refusal, lag_refusal
+from refinery_py.pipeline.marking import Marking
 from refinery_py.pipeline.membership import Membership
 from refinery_py.pipeline.relief import Relief, StressRelief
 from refinery_py.telemetry import Metrics
@@ -51,6 +52,10 @@ class Decider(Protocol):
 
     def take_goal_reports(self) -> Sequence[GoalReport]:
         """Windows that ended with a sampler's goal out of reach, once each."""
+        ...
+
+    def fields_used(self) -> frozenset[str]:
+        """The span fields the rules read (without a `root.` prefix)."""
         ...
 
 
@@ -93,6 +98,9 @@ class Pipeline:
         relief: Relief | None = None,
     ) -> None:
         self.buffer = buffer
+        self.field_plan = FieldPlan()
+        """The span attributes the rules read: every span is walked once, for all of them."""
+        self.marking = Marking(self.field_plan)
         self.decider = decider
         self.exporters = list(exporters)
         self.metrics = metrics
@@ -109,8 +117,6 @@ class Pipeline:
         self.backlogs = tuple(backlogs)
         """Export queues that must not overflow: admission refuses before they would."""
         self.relief = StressRelief(self, relief) if relief is not None else None
-        self.field_plan = FieldPlan()
-        """The span attributes the rules read, learned from them: every span is walked once."""
         self.lag = 0.0
         """How late the last tick ran: the sign of an event loop that cannot keep up."""
         self.kept_share = 1.0
@@ -120,6 +126,20 @@ class Pipeline:
         self._stopping = asyncio.Event()
         self._last_error_log = 0.0
         self._counters: dict[tuple[bool, str, str], _DecidedCounters] = {}
+
+    @property
+    def decider(self) -> Decider:
+        return self._decider
+
+    @decider.setter
+    def decider(self, decider: Decider) -> None:
+        """Decide with `decider` from now on (rules reloaded: a new engine)."""
+        self._decider = decider
+        # Planned before spans arrive, the attributes the rules read get marks from the first
+        # span on (see buffer_batch); a field a sampler asks for later is planned then.
+        for field in sorted(decider.fields_used()):
+            if field not in INTRINSIC_FIELDS:
+                self.field_plan.slot(field)
 
     @property
     def decisions(self) -> DecisionCache:
@@ -203,7 +223,10 @@ class Pipeline:
         if self.relief is not None and self.relief.active:
             self.relief.relieve(batch, now)
             return
-        self.settle(self.buffer.add(batch, now), now)
+        # Marked now (when it pays), while the spans are in the cache: deciding then walks
+        # only the spans that have what the rules read in every span.
+        marks = self.marking.marks(batch.spans)
+        self.settle(self.buffer.add(batch, now, marks, len(self.field_plan.keys)), now)
 
     def settle(self, arrivals: Arrivals, now: float) -> None:
         """What adding spans produced: late spans follow their decision, traces over the span
@@ -253,7 +276,13 @@ class Pipeline:
 
     def _decide_and_export(self, trace: BufferedTrace, now: float) -> None:
         view = WireTrace(
-            trace.trace_id, trace.spans, trace.origins, trace.root_index, self.field_plan
+            trace.trace_id,
+            trace.spans,
+            trace.origins,
+            trace.root_index,
+            self.field_plan,
+            marks=trace.marks,
+            marked_slots=trace.marked_slots,
         )
         try:
             decision = self.decider.decide(view, now)
@@ -263,6 +292,7 @@ class Pipeline:
             if now - self._last_error_log > 10:
                 self._last_error_log = now
                 log.exception("deciding trace %s failed; keeping it", view.trace_id)
+        self.marking.decided(view.asked)
         reason = trace.reason
         size = trace.span_bytes
         self._tick_decided += size

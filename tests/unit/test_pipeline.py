@@ -173,6 +173,9 @@ class Exploding:
     def take_goal_reports(self) -> list[object]:
         return []
 
+    def fields_used(self) -> frozenset[str]:
+        return frozenset()
+
 
 def test_a_failing_decider_keeps_the_trace() -> None:
     pipeline, exporter, clock, _ = make(decider=Exploding())

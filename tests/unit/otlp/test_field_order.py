@@ -27,8 +27,10 @@ from refinery_py.model import SpanBatch
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.ingest import WALKS, OriginInterner, split_request
 from refinery_py.otlp.json import json_to_protobuf, request_to_json
+from refinery_py.otlp.span_fields import INTRINSIC_FIELDS, MARK_ERROR, SpanFields, span_marks
 from refinery_py.otlp.span_view import FieldPlan, WireTrace
 from refinery_py.pipeline import Pipeline
+from refinery_py.pipeline.marking import Marking
 from refinery_py.telemetry import Metrics
 from tests.otlp_reorder import Order, reorder_request
 from tests.otlp_traffic import FIELDS, RULES, varied_requests
@@ -177,7 +179,55 @@ def test_the_walk_and_the_search_read_the_same(canonical: list[bytes]) -> None:
     assert _reading(batches, walks=True) == _reading(batches, walks=False)
 
 
-def _decide(bodies: list[bytes], *, dry_run: bool = False) -> list[tuple[Any, ...]]:
+@pytest.mark.skipif(not WALKS, reason="marks are taken only where spans are walked (compiled)")
+@pytest.mark.parametrize("variant", VARIANTS, ids=_variant_id)
+def test_marks_say_what_the_walk_finds(
+    canonical: list[bytes], variant: tuple[Order, int, bool]
+) -> None:
+    """A span's mark has its error status and which planned keys it has, as a walk finds them,
+    and a trace read with marks offers the same spans for every field as one read without."""
+    _, batches = _split(_reencoded(canonical, variant), validate=True)
+    plan = FieldPlan(walks=True)
+    for field in FIELDS:
+        if field not in INTRINSIC_FIELDS:
+            plan.slot(field)
+    marked = 0
+    for batch in batches:
+        for raw, mark in zip(batch.spans, span_marks(batch.spans, plan), strict=True):
+            walked = SpanFields(raw, plan)
+            expected = walked.seen << 1 | (MARK_ERROR if walked.status_code == 2 else 0)
+            assert mark == expected
+            marked += mark != 0
+    assert marked
+    for trace in _traces(batches, walks=True):
+        marks = span_marks(trace.raw_spans, plan)
+        with_marks = WireTrace(
+            trace.raw_trace_id,
+            trace.raw_spans,
+            trace.origins,
+            trace.root_index,
+            plan,
+            marks=marks,
+            marked_slots=len(plan.keys),
+        )
+        for field in ("error", *FIELDS):
+            expected_spans = [span.raw for span in trace.spans_with(field)]
+            assert [span.raw for span in with_marks.spans_with(field)] == expected_spans
+
+
+class _NoMarks(Marking):
+    def marks(self, spans: list[bytes]) -> list[int] | None:
+        return None
+
+
+class _AlwaysMarks(Marking):
+    def marks(self, spans: list[bytes]) -> list[int] | None:
+        return span_marks(spans, self.plan) if self.plan.walks else None
+
+
+def _decide(
+    bodies: list[bytes], *, dry_run: bool = False, marking: type[Marking] = Marking
+) -> list[tuple[Any, ...]]:
     """Run the pipeline over `bodies` (all accepted, then all decided on a fake clock)."""
     now = [1000.0]
     exporter = Collecting()
@@ -196,6 +246,7 @@ def _decide(bodies: list[bytes], *, dry_run: bool = False) -> list[tuple[Any, ..
         clock=lambda: now[0],
         dry_run=dry_run,
     )
+    pipeline.marking = marking(pipeline.field_plan)
     interner = OriginInterner()
     for body in bodies:
         pipeline.accept(split_request(body, interner), "test")
@@ -203,6 +254,8 @@ def _decide(bodies: list[bytes], *, dry_run: bool = False) -> list[tuple[Any, ..
         pipeline.decide_due()
     now[0] += 60
     pipeline.decide_due()
+    # The rules ask every span about `error`, which marks answer.
+    assert pipeline.marking.asked_bits & MARK_ERROR
     return [
         (
             kept.trace_id,
@@ -239,6 +292,10 @@ def test_decisions_and_exported_spans_are_the_same(
     send_reasons = {kept[2].value for kept in expected}
     assert "trace_send_got_root" in send_reasons
     assert _decide(_reencoded(canonical, variant), dry_run=dry_run) == expected
+
+
+def test_marking_spans_changes_no_decision(canonical: list[bytes]) -> None:
+    assert _decide(canonical, marking=_AlwaysMarks) == _decide(canonical, marking=_NoMarks)
 
 
 @pytest.mark.parametrize("seed", range(3))
