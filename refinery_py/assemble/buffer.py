@@ -27,14 +27,14 @@ class BufferedTrace:
     their lengths (kept by the buffer as spans arrive).
 
     `marks[i]` is span i's mark (`otlp.span_fields.span_marks`: its error status and which of
-    the field plan's keys it has), valid for the plan's first `marked_slots` keys; -1 when some
-    span came without a mark (then `marks` is not used).
+    the field plan's keys it has), exact for the bits of `covered`, which every span's mark
+    covers; 0 when some span came without a mark (then `marks` is not used).
     """
 
     __slots__ = (
+        "covered",
         "deadline",
         "first_seen",
-        "marked_slots",
         "marks",
         "origins",
         "reason",
@@ -50,7 +50,7 @@ class BufferedTrace:
         self.spans: list[bytes] = []
         self.origins: list[Origin] = []
         self.marks: list[int] = []
-        self.marked_slots = -1
+        self.covered = 0
         self.span_bytes = 0
         self.root_index = -1
         self.first_seen = now
@@ -108,15 +108,15 @@ class TraceBuffer:
         batch: SpanBatch,
         now: float,
         marks: list[int] | None = None,
-        marked_slots: int = -1,
+        covered: int = 0,
     ) -> Arrivals:
         """Buffer a batch's spans; return late spans and traces now over the span limit.
 
-        `marks` are the spans' marks, valid for `marked_slots` plan keys (see BufferedTrace).
+        `marks` are the spans' marks, exact for the bits of `covered` (see BufferedTrace).
         """
         arrivals = Arrivals()
         if marks is None:
-            marked_slots = -1
+            covered = 0
         traces = self.traces
         decisions = self.decisions
         roots = batch.root_positions
@@ -140,11 +140,11 @@ class TraceBuffer:
                     late_count += 1
                     continue
                 trace = traces[trace_id] = BufferedTrace(trace_id, now, expiry)
-                trace.marked_slots = marked_slots
+                trace.covered = covered
                 heapq.heappush(self._deadlines, (expiry, trace_id))
                 new_traces += 1
-            elif marked_slots < trace.marked_slots:
-                trace.marked_slots = marked_slots
+            else:
+                trace.covered &= covered
             if marks is not None:
                 trace.marks.append(marks[index])
             span = spans[index]
@@ -195,7 +195,7 @@ class TraceBuffer:
                 )
                 self.memory += TRACE_OVERHEAD_BYTES
             offset = len(trace.spans)
-            trace.marked_slots = -1  # handed-off spans come without marks
+            trace.covered = 0  # handed-off spans come without marks
             incoming_bytes = sum(map(len, incoming.spans))
             trace.spans.extend(incoming.spans)
             trace.span_bytes += incoming_bytes

@@ -111,6 +111,10 @@ class _PlannedKey:
 _SHORT_KEY: Final = 128
 """Keys shorter than this are found by their length in one step."""
 
+MARK_ERROR: Final = 1
+"""Bit 0 of a span's mark (`span_marks`): its status is ERROR. Bit `slot + 1`: it has an
+attribute with the plan's key of that slot."""
+
 
 class FieldPlan:
     """How spans are read, and the attribute keys to read from every span, each with a slot in
@@ -150,6 +154,20 @@ class FieldPlan:
         else:
             self._long.append(planned)
         return slot
+
+    def marking(self, bits: int) -> tuple[int, bytes]:
+        """What marks with these `bits` (see MARK_ERROR) cover, and the key lengths to check for
+        them: the error bit and the bits of the plan's short keys among `bits` (long keys are
+        few and rare; marks do not cover them)."""
+        covered = MARK_ERROR
+        lengths = bytearray(_SHORT_KEY)
+        for slot, key in enumerate(self.keys):
+            bit = 1 << (slot + 1)
+            length = len(key.encode())
+            if bits & bit and length < _SHORT_KEY:
+                covered |= bit
+                lengths[length] = 1
+        return covered, bytes(lengths)
 
     def match(self, raw: bytes, start: int, length: int) -> int:
         """The slot of the key `raw[start:start + length]`, or -1 when it is not planned."""
@@ -380,20 +398,16 @@ class SpanFields:
             self._found(slot, merged, 0, len(merged))
 
 
-MARK_ERROR: Final = 1
-"""Bit 0 of a span's mark (`span_marks`): its status is ERROR. Bit `slot + 1`: it has an
-attribute with the plan's key of that slot."""
-
-
-def span_marks(spans: list[bytes], plan: FieldPlan) -> list[int]:
+def span_marks(spans: list[bytes], plan: FieldPlan, lengths: bytes) -> list[int]:
     """Each span's mark: what a walk would find of its status and of the plan's keys (as bits,
-    see MARK_ERROR), valid for the plan's first `len(plan.keys)` slots.
+    see MARK_ERROR). `lengths` (from `FieldPlan.marking`) says which key lengths to check: a
+    mark is exact for the bits that call says it covers.
 
     Taken as spans are buffered, while their bytes are still in the cache: most spans have
     none of the keys rules read in every span (`error`, a flag), and deciding a trace then
     walks only the spans that do, rather than every span of every trace seconds later.
     """
-    return [_span_mark(raw, plan) for raw in spans]
+    return [_span_mark(raw, plan, lengths) for raw in spans]
 
 
 def count_marked(marks: list[int], bits: int) -> int:
@@ -405,81 +419,98 @@ def count_marked(marks: list[int], bits: int) -> int:
     return count
 
 
-def _span_mark(raw: bytes, plan: FieldPlan) -> i64:
-    """One span's mark. Unlike `SpanFields` it decodes no value and keeps no position; the
-    span was validated on arrival."""
+def _span_mark(raw: bytes, plan: FieldPlan, lengths: bytes) -> i64:
+    """One span's mark. Unlike `SpanFields` it decodes no value and keeps no position (the
+    span was validated on arrival), and passes over most attributes on their key's length."""
     mark: i64 = 0
     status: i64 = 0
     pos: i64 = 0
     end: i64 = len(raw)
     while pos < end:
-        tag, pos = _read_key(raw, pos)
-        wire_type = tag & 7
-        if wire_type == LEN:
-            length, start = read_varint(raw, pos)
-            pos = start + length
-            if tag == 0x4A:  # field 9: an attribute
-                slot = _attribute_slot(raw, start, pos, plan)
-                if slot >= 0:
-                    mark |= 1 << (slot + 1)
-            elif tag == 0x7A:  # field 15: the status (occurrences merge)
-                status = _status_code(raw, start, pos, status)
-        elif wire_type == FIXED64:
-            pos += 8
-        elif wire_type == VARINT:
-            pos = read_varint(raw, pos)[1]
-        elif wire_type == FIXED32:
-            pos += 4
+        tag: i64 = raw[pos]
+        if tag < 0x80:
+            pos += 1
         else:
-            pos = skip_field(raw, pos, wire_type, end)
+            long_tag, after = read_varint(raw, pos)
+            tag, pos = long_tag & 0xFFFFFFFF, after
+        wire_type = tag & 7
+        if wire_type != LEN:
+            if wire_type == FIXED64:
+                pos += 8
+            elif wire_type == VARINT:
+                pos = read_varint(raw, pos)[1]
+            elif wire_type == FIXED32:
+                pos += 4
+            else:
+                pos = skip_field(raw, pos, wire_type, end)
+            continue
+        length: i64 = raw[pos]
+        if length < 0x80:
+            pos += 1
+        else:
+            long_length, after = read_varint(raw, pos)
+            length, pos = long_length, after
+        start = pos
+        pos += length
+        if tag == 0x4A:  # field 9: an attribute
+            key_start, key_length = _short_key(raw, start, pos)
+            if key_start < 0:
+                slot = _any_layout_slot(raw, start, pos, plan, lengths)
+            elif key_length < _SHORT_KEY and not lengths[key_length]:
+                continue
+            else:
+                slot = plan.match(raw, key_start, key_length)
+            if slot >= 0:
+                mark |= 1 << (slot + 1)
+        elif tag == 0x7A:  # field 15: the status (occurrences merge)
+            status = _status_code(raw, start, pos, status)
     if status == STATUS_ERROR:
         mark |= MARK_ERROR
     return mark
 
 
-def _read_key(raw: bytes, pos: i64) -> tuple[i64, i64]:
-    """The field key (tag) at `pos`, and the position after it."""
-    key: i64 = raw[pos]
-    if key < 0x80:
-        return key, pos + 1
-    long_key, after = read_varint(raw, pos)
-    return long_key & 0xFFFFFFFF, after
+def _short_key(raw: bytes, start: i64, end: i64) -> tuple[i64, i64]:
+    """Where the key of the KeyValue in raw[start:end] is, and its length, when it is laid out
+    as writers do (see SpanFields._walk: one short key, at most one short value, in either
+    order); (-1, -1) otherwise."""
+    if end - start < 2 or raw[start + 1] >= 0x80:
+        return -1, -1
+    if raw[start] == 0x0A:
+        key_end: i64 = start + 2 + raw[start + 1]
+        if key_end == end or (
+            key_end + 2 <= end
+            and raw[key_end] == 0x12
+            and raw[key_end + 1] < 0x80
+            and key_end + 2 + raw[key_end + 1] == end
+        ):
+            return start + 2, key_end - start - 2
+    elif raw[start] == 0x12:
+        key: i64 = start + 2 + raw[start + 1]
+        if (
+            key + 2 <= end
+            and raw[key] == 0x0A
+            and raw[key + 1] < 0x80
+            and key + 2 + raw[key + 1] == end
+        ):
+            return key + 2, end - key - 2
+    return -1, -1
 
 
-def _attribute_slot(raw: bytes, start: i64, end: i64, plan: FieldPlan) -> i64:
-    """The plan's slot of the key of the KeyValue in raw[start:end]; -1 when not planned."""
-    if end - start >= 2 and raw[start + 1] < 0x80:
-        # The layouts writers use (see SpanFields._walk): one short key, then at most one value.
-        if raw[start] == 0x0A:
-            key_end: i64 = start + 2 + raw[start + 1]
-            if key_end == end or (
-                key_end + 2 <= end
-                and raw[key_end] == 0x12
-                and raw[key_end + 1] < 0x80
-                and key_end + 2 + raw[key_end + 1] == end
-            ):
-                return _planned_slot(plan, raw, start + 2, key_end - start - 2)
-        elif raw[start] == 0x12:
-            key: i64 = start + 2 + raw[start + 1]
-            if (
-                key + 2 <= end
-                and raw[key] == 0x0A
-                and raw[key + 1] < 0x80
-                and key + 2 + raw[key + 1] == end
-            ):
-                return _planned_slot(plan, raw, key + 2, end - key - 2)
+def _any_layout_slot(raw: bytes, start: i64, end: i64, plan: FieldPlan, lengths: bytes) -> i64:
+    """The plan's slot of the key of the KeyValue in raw[start:end], however it is laid out
+    (protobuf's last key field is the key); -1 when not planned or not among `lengths`."""
     key_start: i64 = -1
     key_stop: i64 = -1
     for number, wire_type, _, value_start, value_end in iter_fields(raw, start, end):
         if number == 1 and wire_type == LEN:
-            key_start, key_stop = value_start, value_end  # protobuf's last key field wins
+            key_start, key_stop = value_start, value_end
     if key_start < 0:
         return -1
-    return _planned_slot(plan, raw, key_start, key_stop - key_start)
+    return _planned_slot(plan, lengths, raw, key_start, key_stop - key_start)
 
 
-def _planned_slot(plan: FieldPlan, raw: bytes, start: i64, length: i64) -> i64:
-    if length < _SHORT_KEY and not plan.lengths[length]:
+def _planned_slot(plan: FieldPlan, lengths: bytes, raw: bytes, start: i64, length: i64) -> i64:
+    if length >= _SHORT_KEY or not lengths[length]:
         return -1
     return plan.match(raw, start, length)
 

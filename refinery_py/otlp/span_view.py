@@ -128,7 +128,8 @@ class WireTrace:
     `plan` says how to read the spans and, for the walk, which attribute keys to look for; the
     pipeline shares one plan among all the traces it decides, so it learns them once. `marks`,
     when given, are the spans' marks (`span_fields.span_marks`) for the plan's first
-    `marked_slots` keys: which spans are errors or have those keys is then known without a walk.
+    `covered` bits (see `span_fields.MARK_ERROR`): which spans are errors or have those keys is
+    then known without a walk.
     `asked` has the mark bits of the questions samplers asked that marks answer (`spans_with`).
     """
 
@@ -136,7 +137,7 @@ class WireTrace:
         "_distinct_origins",
         "_spans",
         "asked",
-        "marked_slots",
+        "covered",
         "marks",
         "origins",
         "plan",
@@ -154,7 +155,7 @@ class WireTrace:
         plan: FieldPlan | None = None,
         *,
         marks: list[int] | None = None,
-        marked_slots: int = -1,
+        covered: int = 0,
     ) -> None:
         self.raw_trace_id = trace_id
         self.raw_spans = raw_spans
@@ -163,7 +164,7 @@ class WireTrace:
         self.plan = plan if plan is not None else FieldPlan()
         usable = marks is not None and len(marks) == len(raw_spans) and self.plan.walks
         self.marks: list[int] = marks if marks is not None and usable else []
-        self.marked_slots = marked_slots if usable else -1
+        self.covered = covered if usable else 0
         self.asked = 0
         self._spans: list[WireSpan] | None = None
         self._distinct_origins: list[Origin] | None = None
@@ -197,7 +198,7 @@ class WireTrace:
         if field in INTRINSIC_FIELDS:
             if field == "error":
                 self.asked |= MARK_ERROR
-                if self.marked_slots >= 0:
+                if self.covered & MARK_ERROR:
                     return self._marked(MARK_ERROR)
                 return [span for span in spans if span.is_error()]
             return spans
@@ -211,7 +212,7 @@ class WireTrace:
         if slot >= 0:
             bit = 1 << (slot + 1)
             self.asked |= bit
-            if slot < self.marked_slots:
+            if self.covered & bit:
                 return self._marked(bit)
         return [span for span in spans if span.may_have_attribute(field)]
 

@@ -226,7 +226,7 @@ class Pipeline:
         # Marked now (when it pays), while the spans are in the cache: deciding then walks
         # only the spans that have what the rules read in every span.
         marks = self.marking.marks(batch.spans)
-        self.settle(self.buffer.add(batch, now, marks, len(self.field_plan.keys)), now)
+        self.settle(self.buffer.add(batch, now, marks, self.marking.covered), now)
 
     def settle(self, arrivals: Arrivals, now: float) -> None:
         """What adding spans produced: late spans follow their decision, traces over the span
@@ -282,7 +282,7 @@ class Pipeline:
             trace.root_index,
             self.field_plan,
             marks=trace.marks,
-            marked_slots=trace.marked_slots,
+            covered=trace.covered,
         )
         try:
             decision = self.decider.decide(view, now)

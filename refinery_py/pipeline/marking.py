@@ -38,6 +38,10 @@ class Marking:
         """Moving average, over decided traces, of the share that asked what marks answer."""
         self.asked_bits = 0
         """The mark bits samplers have asked for."""
+        self.covered = 0
+        """The bits the last marks returned are exact for (see `FieldPlan.marking`)."""
+        self._lengths = b""
+        self._made_for = (-1, -1)
         self._batches = 0
 
     @property
@@ -45,13 +49,22 @@ class Marking:
         return self.marked_share <= MAX_MARKED_SHARE and self.asked_share >= MIN_ASKED_SHARE
 
     def marks(self, spans: list[bytes]) -> list[int] | None:
-        """The spans' marks (valid for the plan's current keys), or None: not worth it now."""
+        """The spans' marks, exact for the bits of `covered`, or None: not worth it now.
+
+        Marks cover the error status and the keys samplers have asked about (every planned key
+        until the first question): checking only those lengths skips most attributes at once.
+        """
         self._batches += 1
         if not spans or not self.plan.walks:
             return None
         if not self.pays and self._batches % PROBE_EVERY:
             return None
-        marks = span_marks(spans, self.plan)
+        plan = self.plan
+        made_for = (self.asked_bits, len(plan.keys))
+        if made_for != self._made_for:
+            self.covered, self._lengths = plan.marking(self.asked_bits or -1)
+            self._made_for = made_for
+        marks = span_marks(spans, plan, self._lengths)
         share = count_marked(marks, self.asked_bits) / len(marks)
         self.marked_share += _WEIGHT * (share - self.marked_share)
         return marks

@@ -191,28 +191,37 @@ def test_marks_say_what_the_walk_finds(
     for field in FIELDS:
         if field not in INTRINSIC_FIELDS:
             plan.slot(field)
+    whole = plan.marking(-1)
+    covered, lengths = whole
+    assert covered == (1 << (len(plan.keys) + 1)) - 1  # every key is short
     marked = 0
     for batch in batches:
-        for raw, mark in zip(batch.spans, span_marks(batch.spans, plan), strict=True):
+        for raw, mark in zip(batch.spans, span_marks(batch.spans, plan, lengths), strict=True):
             walked = SpanFields(raw, plan)
             expected = walked.seen << 1 | (MARK_ERROR if walked.status_code == 2 else 0)
             assert mark == expected
             marked += mark != 0
     assert marked
-    for trace in _traces(batches, walks=True):
-        marks = span_marks(trace.raw_spans, plan)
-        with_marks = WireTrace(
-            trace.raw_trace_id,
-            trace.raw_spans,
-            trace.origins,
-            trace.root_index,
-            plan,
-            marks=marks,
-            marked_slots=len(plan.keys),
-        )
-        for field in ("error", *FIELDS):
-            expected_spans = [span.raw for span in trace.spans_with(field)]
-            assert [span.raw for span in with_marks.spans_with(field)] == expected_spans
+    # Marks that cover only some keys (those samplers asked about) answer for those; a trace
+    # asked about another key walks its spans.
+    flag_bit = 1 << (plan.slot("app.flagged") + 1)
+    partly = plan.marking(flag_bit)
+    assert partly[0] == MARK_ERROR | flag_bit
+    for some_covered, some_lengths in (whole, partly):
+        for trace in _traces(batches, walks=True):
+            marks = span_marks(trace.raw_spans, plan, some_lengths)
+            with_marks = WireTrace(
+                trace.raw_trace_id,
+                trace.raw_spans,
+                trace.origins,
+                trace.root_index,
+                plan,
+                marks=marks,
+                covered=some_covered,
+            )
+            for field in ("error", *FIELDS):
+                expected_spans = [span.raw for span in trace.spans_with(field)]
+                assert [span.raw for span in with_marks.spans_with(field)] == expected_spans
 
 
 class _NoMarks(Marking):
@@ -222,7 +231,10 @@ class _NoMarks(Marking):
 
 class _AlwaysMarks(Marking):
     def marks(self, spans: list[bytes]) -> list[int] | None:
-        return span_marks(spans, self.plan) if self.plan.walks else None
+        if not self.plan.walks:
+            return None
+        self.covered, lengths = self.plan.marking(-1)
+        return span_marks(spans, self.plan, lengths)
 
 
 def _decide(
