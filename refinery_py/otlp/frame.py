@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from refinery_py.model import Decision, Origin
 from refinery_py.otlp import tracestate
 from refinery_py.otlp.lite import SpanHead
+from refinery_py.otlp.span_fields import FieldPlan, span_mark
 from refinery_py.otlp.span_search import locate_span_attribute
 from refinery_py.otlp.tracestate import MAX_ADJUSTED_COUNT
 from refinery_py.otlp.wire import LEN, encode_varint, iter_fields
@@ -33,7 +34,6 @@ INCOMING_RATE_KEYS = ("SampleRate", "sampleRate")
 _INT64_MAX = (1 << 63) - 1
 """Rates are written as int64 attributes: a larger product stops here."""
 
-_OUTPUT_KEY_MARKERS = (b"meta.refinery.", b"meta.span_count")
 _OUTPUT_KEYS = (
     "meta.refinery.reason",
     "meta.refinery.send_reason",
@@ -42,6 +42,22 @@ _OUTPUT_KEYS = (
     "meta.refinery.dryrun.sample_rate",
     "meta.span_count",
 )
+
+
+def _noted_keys() -> tuple[FieldPlan, bytes, int, int]:
+    """The keys annotating a span must notice (see `annotate_span`), as a plan for `span_mark`,
+    with the lengths to check and the mark bits of the incoming rate's and the output's keys."""
+    plan = FieldPlan(walks=True)
+    rate_bits = output_bits = 0
+    for key in INCOMING_RATE_KEYS:
+        rate_bits |= 1 << (plan.slot(key) + 1)
+    for key in _OUTPUT_KEYS:
+        output_bits |= 1 << (plan.slot(key) + 1)
+    _, lengths = plan.marking(-1)
+    return plan, lengths, rate_bits, output_bits
+
+
+_NOTED, _NOTED_LENGTHS, _RATE_BITS, _OUTPUT_BITS = _noted_keys()
 
 
 def string_attribute(key: str, value: str) -> bytes:
@@ -203,10 +219,12 @@ def annotate_span(raw: bytes, annotation: TraceAnnotation, is_root: bool) -> byt
     its trace_state is.
     """
     incoming_rate = None
-    # Cheap substring tests first: almost no span carries a rate or an earlier annotation.
-    if b"ampleRate" in raw:
+    # One walk of the span's attribute keys first (cheaper than one substring search of its
+    # bytes): almost no span carries a rate or an earlier annotation.
+    noted = span_mark(raw, _NOTED, _NOTED_LENGTHS)
+    if noted & _RATE_BITS:
         raw, incoming_rate = take_incoming_rate(raw)
-    if b"meta." in raw and any(marker in raw for marker in _OUTPUT_KEY_MARKERS):
+    if noted & _OUTPUT_BITS:
         raw = _strip_output_attributes(raw)
     # Where trace_state is, whatever the field order, takes a parse; upb's of a span's head is
     # the cheapest there is (the other fields stay undecoded bytes).

@@ -407,7 +407,7 @@ def span_marks(spans: list[bytes], plan: FieldPlan, lengths: bytes) -> list[int]
     none of the keys rules read in every span (`error`, a flag), and deciding a trace then
     walks only the spans that do, rather than every span of every trace seconds later.
     """
-    return [_span_mark(raw, plan, lengths) for raw in spans]
+    return [span_mark(raw, plan, lengths) for raw in spans]
 
 
 def count_marked(marks: list[int], bits: int) -> int:
@@ -419,9 +419,10 @@ def count_marked(marks: list[int], bits: int) -> int:
     return count
 
 
-def _span_mark(raw: bytes, plan: FieldPlan, lengths: bytes) -> i64:
-    """One span's mark. Unlike `SpanFields` it decodes no value and keeps no position (the
-    span was validated on arrival), and passes over most attributes on their key's length."""
+def span_mark(raw: bytes, plan: FieldPlan, lengths: bytes) -> i64:
+    """One span's mark (see `span_marks`). Unlike `SpanFields` it decodes no value and keeps no
+    position (the span was validated on arrival), and passes over most attributes on their key's
+    length."""
     mark: i64 = 0
     status: i64 = 0
     pos: i64 = 0
@@ -455,11 +456,10 @@ def _span_mark(raw: bytes, plan: FieldPlan, lengths: bytes) -> i64:
         if tag == 0x4A:  # field 9: an attribute
             key_start, key_length = _short_key(raw, start, pos)
             if key_start < 0:
-                slot = _any_layout_slot(raw, start, pos, plan, lengths)
-            elif key_length < _SHORT_KEY and not lengths[key_length]:
+                key_start, key_length = _any_layout_key(raw, start, pos)
+            if key_start < 0 or (key_length < _SHORT_KEY and not lengths[key_length]):
                 continue
-            else:
-                slot = plan.match(raw, key_start, key_length)
+            slot = plan.match(raw, key_start, key_length)
             if slot >= 0:
                 mark |= 1 << (slot + 1)
         elif tag == 0x7A:  # field 15: the status (occurrences merge)
@@ -496,23 +496,17 @@ def _short_key(raw: bytes, start: i64, end: i64) -> tuple[i64, i64]:
     return -1, -1
 
 
-def _any_layout_slot(raw: bytes, start: i64, end: i64, plan: FieldPlan, lengths: bytes) -> i64:
-    """The plan's slot of the key of the KeyValue in raw[start:end], however it is laid out
-    (protobuf's last key field is the key); -1 when not planned or not among `lengths`."""
+def _any_layout_key(raw: bytes, start: i64, end: i64) -> tuple[i64, i64]:
+    """Where the key of the KeyValue in raw[start:end] is, and its length, however it is laid
+    out (protobuf's last key field is the key); (-1, -1) when it has none."""
     key_start: i64 = -1
     key_stop: i64 = -1
     for number, wire_type, _, value_start, value_end in iter_fields(raw, start, end):
         if number == 1 and wire_type == LEN:
             key_start, key_stop = value_start, value_end
     if key_start < 0:
-        return -1
-    return _planned_slot(plan, lengths, raw, key_start, key_stop - key_start)
-
-
-def _planned_slot(plan: FieldPlan, lengths: bytes, raw: bytes, start: i64, length: i64) -> i64:
-    if length >= _SHORT_KEY or not lengths[length]:
-        return -1
-    return plan.match(raw, start, length)
+        return -1, -1
+    return key_start, key_stop - key_start
 
 
 def _status_code(raw: bytes, start: i64, end: i64, code: i64) -> i64:
