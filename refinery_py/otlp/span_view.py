@@ -127,10 +127,9 @@ class WireTrace:
 
     `plan` says how to read the spans and, for the walk, which attribute keys to look for; the
     pipeline shares one plan among all the traces it decides, so it learns them once. `marks`,
-    when given, are the spans' marks (`span_fields.span_marks`) for the plan's first
-    `covered` bits (see `span_fields.MARK_ERROR`): which spans are errors or have those keys is
-    then known without a walk.
-    `asked` has the mark bits of the questions samplers asked that marks answer (`spans_with`).
+    when given, are the spans' marks (`span_fields.span_marks`), exact for the bits of `covered`:
+    which spans are errors or have those keys is then known without a walk. `asked` has the mark
+    bits of the questions samplers asked that marks answer (see `spans_with`).
     """
 
     __slots__ = (
