@@ -179,10 +179,10 @@ class HttpReceiver:
         if early is not None:
             return _refused(early, encoding)  # the body is not even read
         try:
-            body = await request.read()
+            body = await read_body(request, self._max_request_bytes)
             if coding in CODINGS:
                 body = inflate(body, coding, self._max_request_bytes)
-        except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
+        except BodyTooLarge:
             return self._too_large(protocol, encoding)
         except MalformedPayload as exc:
             return _refused(self._intake.refuse(protocol, Refusal.MALFORMED, str(exc)), encoding)
@@ -197,6 +197,30 @@ class HttpReceiver:
             "(as sent and after decompression); send smaller batches"
         )
         return _refused(self._intake.refuse(protocol, Refusal.TOO_LARGE, message), encoding)
+
+
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The body as sent, raising BodyTooLarge past `limit` bytes.
+
+    aiohttp's `request.read()` copies a large body three times after the parser (joining the
+    buffered chunks, growing a bytearray, then bytes() of it): about 3% of a worker's CPU with
+    512-span requests. Taking the parser's chunks one at a time and joining them once copies once
+    (a body that came in one chunk, not at all).
+    """
+    content = request.content
+    chunks: list[bytes] = []
+    size = 0
+    # Until the end of the body rather than until an empty read: an empty read also marks the
+    # end of one chunk of a chunked body, and aiohttp's one reader of every empty body answers
+    # each request after the first with such a read, forever.
+    while not content.at_eof():
+        chunk, _ = await content.readchunk()
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is larger than {limit} bytes")
+        if chunk:
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _refused(receipt: Receipt, encoding: Encoding) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,10 @@ from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -56,7 +60,10 @@ class Client:
         self.url = f"http://127.0.0.1:{port}/v1/traces"
 
     async def post(
-        self, body: bytes | AsyncIterator[bytes], content_type: str = PROTOBUF, **headers: str
+        self,
+        body: bytes | io.BytesIO | AsyncIterator[bytes],
+        content_type: str = PROTOBUF,
+        **headers: str,
     ) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": content_type, **headers}
         async with self.session.post(self.url, data=body, headers=headers) as response:
@@ -327,6 +334,91 @@ async def test_oversized_body_is_413(
     assert "4096 bytes" in Status.FromString(reply).message
     reason = {"protocol": "http_protobuf", "reason": "too_large"}
     assert sample(metrics, "refinery_requests_rejected_total", **reason) == 1
+    await still_serves(client, sink)
+
+
+async def _in_pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
+    """`body` as a chunked request, `size` bytes per HTTP chunk, each sent on its own."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(("spans", "piece"), [(3, 1), (400, 997), (400, 1 << 20), (400, 0)])
+async def test_a_body_is_taken_whole_however_it_is_cut(
+    client: Client, sink: FakeSink, metrics: Metrics, spans: int, piece: int
+) -> None:
+    # 400 spans are about 1.2 MB: many socket reads, and cut small, over a thousand HTTP chunks.
+    body = request(
+        *(span(40 + n % 50, n + 1, attrs={"blob": f"{n:06d}" * 500}) for n in range(spans))
+    ).SerializeToString()
+
+    # Whole: a file object, sent with its Content-Length (aiohttp warns about a large bytes).
+    status, _, reply = await client.post(_in_pieces(body, piece) if piece else io.BytesIO(body))
+
+    assert (status, reply) == (200, b"")
+    assert sink.span_count == spans
+    sent = [s for batch, _ in sink.batches for s in batch.spans]
+    assert sorted(sent) == sorted(
+        s.SerializeToString()
+        for s in ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans
+    )
+    assert sample(metrics, "refinery_received_bytes_total", protocol="http_protobuf") == len(body)
+
+
+async def test_a_chunk_whose_end_comes_later_is_not_the_end_of_the_body(
+    start_http: ReceiverFactory, sink: FakeSink
+) -> None:
+    # Each chunk's data first, its closing CRLF only after the server has read the data: the
+    # server then sees the end of an HTTP chunk with nothing new to read, which must not be
+    # taken for the end of the body.
+    port = await start_http()
+    body = request(*(span(9, n + 1) for n in range(20))).SerializeToString()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    for start in range(0, len(body), 100):
+        piece = body[start : start + 100]
+        writer.write(b"%x\r\n" % len(piece) + piece)
+        await writer.drain()
+        await asyncio.sleep(0.05)  # time for the server to read the data before the chunk ends
+        writer.write(b"\r\n")
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+    status_line = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    assert status_line.startswith(b"HTTP/1.1 200"), status_line
+    assert sink.span_count == 20
+
+
+async def test_empty_bodies_one_after_another_are_empty_requests(
+    client: Client, sink: FakeSink
+) -> None:
+    # aiohttp reads every empty body with one shared reader, which ends only the first.
+    for _ in range(3):
+        status, _, reply = await client.post(b"")
+        assert (status, reply) == (200, b"")
+    await still_serves(client, sink)
+
+
+async def test_a_chunked_body_past_the_limit_is_413(
+    start_http: ReceiverFactory, session: aiohttp.ClientSession, sink: FakeSink, metrics: Metrics
+) -> None:
+    # Without a Content-Length the size is known only while reading: the limit still holds.
+    client = Client(session, await start_http(max_request_bytes=4096))
+    big = request(span(3, 1, attrs={"blob": "x" * 8192})).SerializeToString()
+
+    status, _, reply = await client.post(_in_pieces(big, 1000))
+
+    assert status == 413
+    assert "4096 bytes" in Status.FromString(reply).message
+    reason = {"protocol": "http_protobuf", "reason": "too_large"}
+    assert sample(metrics, "refinery_requests_rejected_total", **reason) == 1
+    assert sink.offered == 0
     await still_serves(client, sink)
 
 
