@@ -14,9 +14,11 @@
    passes; when the top step passed, up to `moves` more steps up by 25% until one fails).
    Sustained = the accepted spans/s of the highest passing step.
 3. Load (fresh server B, so memory reflects steady state, not the ramp's overload): offered
-   `load_fraction` × sustained for `latency_seconds`. Decision latency p50/p99 over the whole
-   phase; RSS, buffered spans and buffer bytes sampled after a warm-up of send_delay + 1 s; CPU
-   per 100 k spans from the server's utime + stime over the phase; peak RSS = VmHWM of B.
+   `load_fraction` × sustained, first for a warm-up of send_delay + 1 s that is not measured
+   (nothing is decided before send_delay), then for `latency_seconds`, measured: decision
+   latency p50/p99, RSS, buffered spans and buffer bytes sampled through it, and CPU per 100 k
+   spans from the server's utime + stime over it (in the steady state, so the window holds both
+   the buffering and the deciding of as many spans as it accepts); peak RSS = VmHWM of B.
 CPU of the server (process tree), the senders and the sink is read from /proc around each phase.
 """
 
@@ -330,15 +332,23 @@ class Bench:
         plan = self.plan
         self._start(target)
         samples: list[tuple[int, Backlog]] = []
-        warmup = target.settings.send_delay + 1.0
 
-        def sample(elapsed: float, backlog: Backlog) -> None:
-            if elapsed >= warmup:
-                samples.append((procstat.tree_usage(target.pid).rss_bytes, backlog))
+        def sample(_: float, backlog: Backlog) -> None:
+            samples.append((procstat.tree_usage(target.pid).rss_bytes, backlog))
 
         try:
             time.sleep(0.5)
             idle_rss = procstat.tree_usage(target.pid).rss_bytes
+            # Until send_delay has passed nothing is decided, and a window that starts with the
+            # server would count buffering without the deciding it leads to: measure after it.
+            warm = self.phase(
+                target, "warm-up", rate, target.settings.send_delay + 1.0, pause=False
+            )
+            if warm.rejected or warm.failed:
+                result.notes.append(
+                    f"while warming up for the 80% phase (not measured) the fresh server refused "
+                    f"{warm.rejected} and failed {warm.failed} requests"
+                )
             step = self.phase(target, "load", rate, plan.latency_seconds, sample=sample)
             if not self.drain(target):
                 result.notes.append("server still busy after the load phase's drain timeout")
