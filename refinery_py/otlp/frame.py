@@ -3,23 +3,25 @@
 A kept span leaves as its original bytes plus a few appended attribute fields (protobuf merges
 repeated fields in any order, so appending is a valid edit), with its rate also written into its
 W3C trace_state as OpenTelemetry's sampling threshold (`tracestate`). Spans are regrouped under
-their original resource and scope. The only message upb builds on this path is a span's head
-(`lite.SpanHead`: trace_state rewritten, the rest of the span carried as unknown bytes), and a
-span that already carries an attribute we must replace is edited by its byte offsets.
+their original resource and scope. Which spans need more than an append is known from one walk of
+their top-level fields (`span_fields.span_mark`): only a span that already has a trace_state gets
+a message built, its head (`lite.SpanHead`: trace_state rewritten, the rest of the span carried
+as unknown bytes), and a span that already carries an attribute we must replace is edited by its
+byte offsets.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
 from refinery_py.model import Decision, Origin
 from refinery_py.otlp import tracestate
 from refinery_py.otlp.lite import SpanHead
-from refinery_py.otlp.span_fields import FieldPlan, span_mark
+from refinery_py.otlp.span_fields import MARK_TRACE_STATE, FieldPlan, span_mark
 from refinery_py.otlp.span_search import locate_span_attribute
 from refinery_py.otlp.tracestate import MAX_ADJUSTED_COUNT
 from refinery_py.otlp.wire import LEN, encode_varint, iter_fields
@@ -57,7 +59,12 @@ def _noted_keys() -> tuple[FieldPlan, bytes, int, int]:
     return plan, lengths, rate_bits, output_bits
 
 
-_NOTED, _NOTED_LENGTHS, _RATE_BITS, _OUTPUT_BITS = _noted_keys()
+# Final: compiled code reads them as native module attributes, not from the module's dict.
+_NOTED_KEYS: Final = _noted_keys()
+_NOTED: Final = _NOTED_KEYS[0]
+_NOTED_LENGTHS: Final = _NOTED_KEYS[1]
+_RATE_BITS: Final = _NOTED_KEYS[2]
+_OUTPUT_BITS: Final = _NOTED_KEYS[3]
 
 
 def string_attribute(key: str, value: str) -> bytes:
@@ -226,17 +233,19 @@ def annotate_span(raw: bytes, annotation: TraceAnnotation, is_root: bool) -> byt
         raw, incoming_rate = take_incoming_rate(raw)
     if noted & _OUTPUT_BITS:
         raw = _strip_output_attributes(raw)
-    # Where trace_state is, whatever the field order, takes a parse; upb's of a span's head is
-    # the cheapest there is (the other fields stay undecoded bytes).
-    try:
-        head = SpanHead.FromString(raw)
-    except DecodeError:
-        head = None  # not a span upb reads; it leaves with its trace_state as it came
-    if head is not None and head.HasField("trace_state"):
-        raw, incoming_rate = _replace_trace_state(head, annotation, incoming_rate)
+    if not noted & MARK_TRACE_STATE:
+        # The common case: no trace_state yet, so the new one is simply appended.
+        suffix = annotation.suffix(incoming_rate, trace_state=True)
+    else:
+        # Replacing every occurrence, wherever it is, takes a parse; upb's of a span's head is
+        # the cheapest there is (the other fields stay undecoded bytes).
+        try:
+            head = SpanHead.FromString(raw)
+        except DecodeError:
+            head = None  # not a span upb reads; it leaves with its trace_state as it came
+        if head is not None:
+            raw, incoming_rate = _replace_trace_state(head, annotation, incoming_rate)
         suffix = annotation.suffix(incoming_rate, trace_state=False)
-    else:  # the common case: no trace_state yet, so the new one is simply appended
-        suffix = annotation.suffix(incoming_rate, trace_state=head is not None)
     if is_root:
         return raw + suffix + annotation.root_extra
     return raw + suffix

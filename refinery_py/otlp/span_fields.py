@@ -67,9 +67,10 @@ COMPILED: Final = not __file__.endswith(".py")
 """Whether this module runs compiled (see refinery_py/compiled.py): then a walk over a span's
 fields costs less than one substring search, and interpreted it costs ten times as much."""
 
-MAX_PLANNED_KEYS: Final = 62
-"""Attribute keys a plan holds at most (one bit each in `SpanFields.seen`); keys asked for after
-that are looked up one by one (`span_view.AttributeIndex`)."""
+MAX_PLANNED_KEYS: Final = 61
+"""Attribute keys a plan holds at most (one bit each in `SpanFields.seen` and in a mark, whose
+bit 62 is MARK_TRACE_STATE); keys asked for after that are looked up one by one
+(`span_view.AttributeIndex`)."""
 
 _INT32_SIGN = 1 << 31
 _INT32_MASK = (1 << 32) - 1
@@ -114,6 +115,9 @@ _SHORT_KEY: Final = 128
 MARK_ERROR: Final = 1
 """Bit 0 of a span's mark (`span_marks`): its status is ERROR. Bit `slot + 1`: it has an
 attribute with the plan's key of that slot."""
+MARK_TRACE_STATE: Final = 1 << 62
+"""Bit 62 of a span's mark: it has a trace_state field (possibly empty), as upb's `HasField`
+would say of it. Exact whatever the plan."""
 
 
 class FieldPlan:
@@ -464,6 +468,8 @@ def span_mark(raw: bytes, plan: FieldPlan, lengths: bytes) -> i64:
                 mark |= 1 << (slot + 1)
         elif tag == 0x7A:  # field 15: the status (occurrences merge)
             status = _status_code(raw, start, pos, status)
+        elif tag == 0x1A:  # field 3: trace_state
+            mark |= MARK_TRACE_STATE
     if status == STATUS_ERROR:
         mark |= MARK_ERROR
     return mark

@@ -27,7 +27,14 @@ from refinery_py.model import SpanBatch
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.ingest import WALKS, OriginInterner, split_request
 from refinery_py.otlp.json import json_to_protobuf, request_to_json
-from refinery_py.otlp.span_fields import INTRINSIC_FIELDS, MARK_ERROR, SpanFields, span_marks
+from refinery_py.otlp.lite import SpanHead
+from refinery_py.otlp.span_fields import (
+    INTRINSIC_FIELDS,
+    MARK_ERROR,
+    MARK_TRACE_STATE,
+    SpanFields,
+    span_marks,
+)
 from refinery_py.otlp.span_view import FieldPlan, WireTrace
 from refinery_py.pipeline import Pipeline
 from refinery_py.pipeline.marking import Marking
@@ -185,7 +192,8 @@ def test_marks_say_what_the_walk_finds(
     canonical: list[bytes], variant: tuple[Order, int, bool]
 ) -> None:
     """A span's mark has its error status and which planned keys it has, as a walk finds them,
-    and a trace read with marks offers the same spans for every field as one read without."""
+    and whether it has a trace_state as upb finds it; a trace read with marks offers the same
+    spans for every field as one read without."""
     _, batches = _split(_reencoded(canonical, variant), validate=True)
     plan = FieldPlan(walks=True)
     for field in FIELDS:
@@ -194,14 +202,18 @@ def test_marks_say_what_the_walk_finds(
     whole = plan.marking(-1)
     covered, lengths = whole
     assert covered == (1 << (len(plan.keys) + 1)) - 1  # every key is short
-    marked = 0
+    marked = with_state = 0
     for batch in batches:
         for raw, mark in zip(batch.spans, span_marks(batch.spans, plan, lengths), strict=True):
             walked = SpanFields(raw, plan)
             expected = walked.seen << 1 | (MARK_ERROR if walked.status_code == 2 else 0)
+            if SpanHead.FromString(raw).HasField("trace_state"):
+                expected |= MARK_TRACE_STATE
             assert mark == expected
-            marked += mark != 0
+            marked += mark & ~MARK_TRACE_STATE != 0
+            with_state += mark & MARK_TRACE_STATE != 0
     assert marked
+    assert with_state
     # Marks that cover only some keys (those samplers asked about) answer for those; a trace
     # asked about another key walks its spans.
     flag_bit = 1 << (plan.slot("app.flagged") + 1)

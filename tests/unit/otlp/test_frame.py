@@ -7,6 +7,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from refinery_py.model import Decision
 from refinery_py.otlp.frame import encode_kept_trace, split_payload
 from refinery_py.otlp.ingest import OriginInterner, split_request
+from refinery_py.otlp.wire import iter_fields
 from tests.otlp_builders import kv, request, span
 
 KEEP = Decision(True, 10, "rules/trace/keep errors")
@@ -230,3 +231,38 @@ def test_trace_state_is_replaced_not_repeated_in_any_field_order() -> None:
     kept.trace_state = message.trace_state
     del kept.attributes[1:]
     assert kept == message
+
+
+_PLAIN = span(1, 1, 2, attrs={"k": "v", "state": "\x1a\x08vendor=a"}).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("raw", "incoming_state"),
+    [
+        # No trace_state: bytes that look like one inside an attribute value do not count.
+        (_PLAIN, ""),
+        (_PLAIN + b"\x1a\x00", ""),  # present and empty
+        (b"\x1a\x08vendor=a" + _PLAIN, "vendor=a"),  # first, as a descending writer puts it
+        (_PLAIN + b"\x9a\x00\x08vendor=a", "vendor=a"),  # its tag in two bytes
+        (_PLAIN + b"\x1a\x03a=b" + b"\x1a\x08vendor=a", "vendor=a"),  # twice: the last counts
+    ],
+    ids=["none", "empty", "first", "long-tag", "twice"],
+)
+def test_kept_spans_leave_with_one_trace_state_whatever_came_in(
+    raw: bytes, incoming_state: str
+) -> None:
+    body = request(span(9, 9)).SerializeToString()
+    batch = split_request(body, OriginInterner())
+    payload = encode_kept_trace([raw], batch.origins, -1, Decision(True, 2, "r"), "x")
+    (kept_raw,) = split_request(payload, OriginInterner()).spans
+
+    kept = Span.FromString(kept_raw)
+    assert kept.trace_state == ",".join(filter(None, ["ot=th:8", incoming_state]))
+    states = [f for f in _top_level_fields(kept_raw) if f == 3]
+    assert len(states) == 1
+    assert {kv.key for kv in kept.attributes} >= {"k", "state", "SampleRate"}
+
+
+def _top_level_fields(raw: bytes) -> list[int]:
+    """The field numbers of a span's top-level fields, in order."""
+    return [number for number, *_ in iter_fields(raw, 0, len(raw))]
