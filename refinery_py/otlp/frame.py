@@ -48,21 +48,22 @@ _OUTPUT_KEYS = (
 
 def _noted_keys() -> tuple[FieldPlan, bytes, int, int]:
     """The keys annotating a span must notice (see `annotate_span`), as a plan for `span_mark`,
-    with the lengths to check and the mark bits of the incoming rate's and the output's keys."""
+    with its screen of keys to check and the mark bits of the incoming rate's and the output's
+    keys."""
     plan = FieldPlan(walks=True)
     rate_bits = output_bits = 0
     for key in INCOMING_RATE_KEYS:
         rate_bits |= 1 << (plan.slot(key) + 1)
     for key in _OUTPUT_KEYS:
         output_bits |= 1 << (plan.slot(key) + 1)
-    _, lengths = plan.marking(-1)
-    return plan, lengths, rate_bits, output_bits
+    _, screen = plan.marking(-1)
+    return plan, screen, rate_bits, output_bits
 
 
 # Final: compiled code reads them as native module attributes, not from the module's dict.
 _NOTED_KEYS: Final = _noted_keys()
 _NOTED: Final = _NOTED_KEYS[0]
-_NOTED_LENGTHS: Final = _NOTED_KEYS[1]
+_NOTED_SCREEN: Final = _NOTED_KEYS[1]
 _RATE_BITS: Final = _NOTED_KEYS[2]
 _OUTPUT_BITS: Final = _NOTED_KEYS[3]
 
@@ -228,7 +229,7 @@ def annotate_span(raw: bytes, annotation: TraceAnnotation, is_root: bool) -> byt
     incoming_rate = None
     # One walk of the span's attribute keys first (cheaper than one substring search of its
     # bytes): almost no span carries a rate or an earlier annotation.
-    noted = span_mark(raw, _NOTED, _NOTED_LENGTHS)
+    noted = span_mark(raw, _NOTED, _NOTED_SCREEN)
     if noted & _RATE_BITS:
         raw, incoming_rate = take_incoming_rate(raw)
     if noted & _OUTPUT_BITS:

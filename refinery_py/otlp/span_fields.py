@@ -160,18 +160,19 @@ class FieldPlan:
         return slot
 
     def marking(self, bits: int) -> tuple[int, bytes]:
-        """What marks with these `bits` (see MARK_ERROR) cover, and the key lengths to check for
-        them: the error bit and the bits of the plan's short keys among `bits` (long keys are
-        few and rare; marks do not cover them)."""
+        """What marks with these `bits` (see MARK_ERROR) cover, and the screen of keys to check
+        for them: the error bit and the bits of the plan's short keys among `bits` (long keys are
+        few and rare; marks do not cover them). The screen has a byte per (key length, first
+        byte), set for the keys covered: most attribute keys fail it without a call."""
         covered = MARK_ERROR
-        lengths = bytearray(_SHORT_KEY)
+        screen = bytearray(_SHORT_KEY << 8)
         for slot, key in enumerate(self.keys):
             bit = 1 << (slot + 1)
-            length = len(key.encode())
-            if bits & bit and length < _SHORT_KEY:
+            encoded = key.encode()
+            if bits & bit and len(encoded) < _SHORT_KEY:
                 covered |= bit
-                lengths[length] = 1
-        return covered, bytes(lengths)
+                screen[_screen_index(encoded, 0, len(encoded))] = 1
+        return covered, bytes(screen)
 
     def match(self, raw: bytes, start: int, length: int) -> int:
         """The slot of the key `raw[start:start + length]`, or -1 when it is not planned."""
@@ -402,16 +403,16 @@ class SpanFields:
             self._found(slot, merged, 0, len(merged))
 
 
-def span_marks(spans: list[bytes], plan: FieldPlan, lengths: bytes) -> list[int]:
+def span_marks(spans: list[bytes], plan: FieldPlan, screen: bytes) -> list[int]:
     """Each span's mark: what a walk would find of its status and of the plan's keys (as bits,
-    see MARK_ERROR). `lengths` (from `FieldPlan.marking`) says which key lengths to check: a
-    mark is exact for the bits that call says it covers.
+    see MARK_ERROR). `screen` (from `FieldPlan.marking`) says which keys to check: a mark is
+    exact for the bits that call says it covers.
 
     Taken as spans are buffered, while their bytes are still in the cache: most spans have
     none of the keys rules read in every span (`error`, a flag), and deciding a trace then
     walks only the spans that do, rather than every span of every trace seconds later.
     """
-    return [span_mark(raw, plan, lengths) for raw in spans]
+    return [span_mark(raw, plan, screen) for raw in spans]
 
 
 def count_marked(marks: list[int], bits: int) -> int:
@@ -423,7 +424,7 @@ def count_marked(marks: list[int], bits: int) -> int:
     return count
 
 
-def span_mark(raw: bytes, plan: FieldPlan, lengths: bytes) -> i64:
+def span_mark(raw: bytes, plan: FieldPlan, screen: bytes) -> i64:
     """One span's mark (see `span_marks`). Unlike `SpanFields` it decodes no value and keeps no
     position (the span was validated on arrival), and passes over most attributes on their key's
     length."""
@@ -461,7 +462,9 @@ def span_mark(raw: bytes, plan: FieldPlan, lengths: bytes) -> i64:
             key_start, key_length = _short_key(raw, start, pos)
             if key_start < 0:
                 key_start, key_length = _any_layout_key(raw, start, pos)
-            if key_start < 0 or (key_length < _SHORT_KEY and not lengths[key_length]):
+            if key_start < 0:
+                continue
+            if key_length < _SHORT_KEY and not screen[_screen_index(raw, key_start, key_length)]:
                 continue
             slot = plan.match(raw, key_start, key_length)
             if slot >= 0:
@@ -473,6 +476,11 @@ def span_mark(raw: bytes, plan: FieldPlan, lengths: bytes) -> i64:
     if status == STATUS_ERROR:
         mark |= MARK_ERROR
     return mark
+
+
+def _screen_index(raw: bytes, key_start: i64, key_length: i64) -> i64:
+    """A short key's place in a marking screen: its length and first byte."""
+    return key_length << 8 | (raw[key_start] if key_length else 0)
 
 
 def _short_key(raw: bytes, start: i64, end: i64) -> tuple[i64, i64]:

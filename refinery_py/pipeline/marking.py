@@ -40,7 +40,7 @@ class Marking:
         """The mark bits samplers have asked for."""
         self.covered = 0
         """The bits the last marks returned are exact for (see `FieldPlan.marking`)."""
-        self._lengths = b""
+        self._screen = b""
         self._made_for = (-1, -1)
         self._batches = 0
 
@@ -52,7 +52,7 @@ class Marking:
         """The spans' marks, exact for the bits of `covered`, or None: not worth it now.
 
         Marks cover the error status and the keys samplers have asked about (every planned key
-        until the first question): checking only those lengths skips most attributes at once.
+        until the first question): screening keys for those skips most attributes at once.
         """
         self._batches += 1
         if not spans or not self.plan.walks:
@@ -62,9 +62,9 @@ class Marking:
         plan = self.plan
         made_for = (self.asked_bits, len(plan.keys))
         if made_for != self._made_for:
-            self.covered, self._lengths = plan.marking(self.asked_bits or -1)
+            self.covered, self._screen = plan.marking(self.asked_bits or -1)
             self._made_for = made_for
-        marks = span_marks(spans, plan, self._lengths)
+        marks = span_marks(spans, plan, self._screen)
         share = count_marked(marks, self.asked_bits) / len(marks)
         self.marked_share += _WEIGHT * (share - self.marked_share)
         return marks

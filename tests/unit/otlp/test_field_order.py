@@ -200,11 +200,11 @@ def test_marks_say_what_the_walk_finds(
         if field not in INTRINSIC_FIELDS:
             plan.slot(field)
     whole = plan.marking(-1)
-    covered, lengths = whole
+    covered, screen = whole
     assert covered == (1 << (len(plan.keys) + 1)) - 1  # every key is short
     marked = with_state = 0
     for batch in batches:
-        for raw, mark in zip(batch.spans, span_marks(batch.spans, plan, lengths), strict=True):
+        for raw, mark in zip(batch.spans, span_marks(batch.spans, plan, screen), strict=True):
             walked = SpanFields(raw, plan)
             expected = walked.seen << 1 | (MARK_ERROR if walked.status_code == 2 else 0)
             if SpanHead.FromString(raw).HasField("trace_state"):
@@ -219,9 +219,9 @@ def test_marks_say_what_the_walk_finds(
     flag_bit = 1 << (plan.slot("app.flagged") + 1)
     partly = plan.marking(flag_bit)
     assert partly[0] == MARK_ERROR | flag_bit
-    for some_covered, some_lengths in (whole, partly):
+    for some_covered, some_screen in (whole, partly):
         for trace in _traces(batches, walks=True):
-            marks = span_marks(trace.raw_spans, plan, some_lengths)
+            marks = span_marks(trace.raw_spans, plan, some_screen)
             with_marks = WireTrace(
                 trace.raw_trace_id,
                 trace.raw_spans,
@@ -245,8 +245,8 @@ class _AlwaysMarks(Marking):
     def marks(self, spans: list[bytes]) -> list[int] | None:
         if not self.plan.walks:
             return None
-        self.covered, lengths = self.plan.marking(-1)
-        return span_marks(spans, self.plan, lengths)
+        self.covered, screen = self.plan.marking(-1)
+        return span_marks(spans, self.plan, screen)
 
 
 def _decide(
