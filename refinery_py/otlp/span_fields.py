@@ -427,7 +427,7 @@ def count_marked(marks: list[int], bits: int) -> int:
 def span_mark(raw: bytes, plan: FieldPlan, screen: bytes) -> i64:
     """One span's mark (see `span_marks`). Unlike `SpanFields` it decodes no value and keeps no
     position (the span was validated on arrival), and passes over most attributes on their key's
-    length."""
+    length and first byte."""
     mark: i64 = 0
     status: i64 = 0
     pos: i64 = 0
