@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -208,7 +209,9 @@ def main() -> None:
         floors=[f.spans_per_second for f in floors],
         ceiling=the_ceiling,
         mode=mode.name,
-        notes=notes + client_bound_notes(results, the_ceiling, args.senders, args.connections),
+        notes=notes
+        + client_bound_notes(results, the_ceiling, args.senders, args.connections)
+        + slow_machine_notes(results),
     )
     print()
     print(report.render(results, context))
@@ -263,6 +266,26 @@ def client_bound_notes(
                 f"{probe.sink_cores:.2f} cores of {cpus})"
             )
     return notes
+
+
+SLOW_FLOOR = 0.9
+"""A server whose floor fell below this share of the run's median floor ran on a slowed machine."""
+
+
+def slow_machine_notes(results: list[Result]) -> list[str]:
+    """Say which servers ran while this (shared, drifting) machine was slow: the protobuf floor
+    measured just before each server is the run's yardstick of the machine's speed."""
+    floors = [result.floor for result in results if result.floor > 0]
+    if len(floors) < 2:
+        return []
+    typical = statistics.median(floors)
+    return [
+        f"{result.label} ({result.rules}): the protobuf floor measured just before it was "
+        f"{result.floor:,.0f} spans/s, {1 - result.floor / typical:.0%} below the run's median "
+        f"({typical:,.0f}): the machine was slow then, and this server's figures with it"
+        for result in results
+        if 0 < result.floor < SLOW_FLOOR * typical
+    ]
 
 
 if __name__ == "__main__":
