@@ -182,7 +182,7 @@ def stop_counting(node: Node) -> float:
 def target_each(senders: Senders, ports: list[int]) -> None:
     """Sender process i sends to ports[i % len(ports)] (its own node)."""
     for index, pipe in enumerate(senders.pipes):
-        pipe.send(("target", "127.0.0.1", ports[index % len(ports)]))
+        pipe.send(("target", "127.0.0.1", (ports[index % len(ports)],)))
     for pipe in senders.pipes:
         pipe.recv()
 

@@ -7,6 +7,10 @@ of the set fresh trace IDs. A shared pacer per process holds the offered rate (s
 target, with 1 s of burst credit (a client's export queue) and no catch-up beyond that, so a
 server that stalls for longer shows as achieved < offered; rate 0 means as fast as it answers.
 
+A target is one port, or several behind a trace-ID-routing front: then the sender does what the
+Collector's load_balancing exporter does, splitting each request by trace ID into one request per
+port (`payloads.split_by_route`), and a request counts as accepted once every part is.
+
 The runner drives the senders through phases over a pipe; a pause first finishes the replay in
 progress, so no trace is left half-sent. A request counts in the phase during which its answer
 arrived: accepted, rejected (HTTP 429/503, gRPC RESOURCE_EXHAUSTED; the sender waits the
@@ -25,7 +29,7 @@ from multiprocessing.connection import Connection
 
 from bench import allocator
 from bench.otlp_clients import GrpcClient, HttpClient, Outcome, http_head
-from bench.payloads import cut_at_epochs, epoch_tag
+from bench.payloads import PayloadSet, cut_at_epochs, epoch_tag, split_by_route, trace_id_offsets
 from bench.payloads import load as load_payloads
 
 BURST_SECONDS = 1.0
@@ -118,27 +122,57 @@ class _Sender:
     runner waits for the server to drain.
     """
 
-    def __init__(self, protocol: str, requests: list[list[bytes]], spans: list[int]) -> None:
+    def __init__(self, protocol: str, payloads: PayloadSet) -> None:
         self.protocol = protocol
-        self.requests = requests
-        self.spans = spans
+        self.payloads = payloads
+        self.spans = payloads.span_counts
+        self._routed: dict[int, list[list[tuple[int, list[bytes]]]]] = {}
+        self.requests = self.routed(1)
         self.lock = threading.Lock()
         self.active = threading.Event()
         """Set while a phase runs or the current epoch is being finished."""
         self.finishing = False
         self.stopping = False
         self.pacer = Pacer()
-        self.next_number = len(requests)  # epoch 0 is never sent
+        self.next_number = len(payloads.bodies)  # epoch 0 is never sent
         self.in_flight = 0
-        self.target: tuple[str, int] = ("127.0.0.1", 0)
+        self.target: tuple[str, tuple[int, ...]] = ("127.0.0.1", (0,))
         self.generation = 0
         self.phase: str | None = None
         self.stats: dict[str, PhaseStats] = {}
         self.acks: list[tuple[int, int, float]] = []
 
-    def client(self) -> HttpClient | GrpcClient:
-        host, port = self.target
-        return HttpClient(host, port) if self.protocol == "http" else GrpcClient(host, port)
+    def routed(self, routes: int) -> list[list[tuple[int, list[bytes]]]]:
+        """Per request, its (port index, body cut at the trace IDs' epoch bytes) parts."""
+        if routes not in self._routed:
+            requests = []
+            for body in self.payloads.bodies:
+                parts = [body] if routes == 1 else split_by_route(body, routes)
+                requests.append(
+                    [(route, self._cut(part)) for route, part in enumerate(parts) if part]
+                )
+            self._routed[routes] = requests
+        return self._routed[routes]
+
+    def _cut(self, body: bytes) -> list[bytes]:
+        pieces = cut_at_epochs(body, trace_id_offsets(body))
+        if self.protocol == "http":
+            pieces[0] = http_head(len(body)) + pieces[0]
+        return pieces
+
+    def point(self, host: str, ports: tuple[int, ...]) -> None:
+        """Send to `ports` from now on (a trace-ID-routing front when there are several)."""
+        with self.lock:
+            self.requests = self.routed(len(ports))
+            self.target = (host, ports)
+            self.generation += 1
+
+    def connect(self) -> tuple[list[HttpClient | GrpcClient], int]:
+        """One client per port of the current target, and the target's generation."""
+        with self.lock:
+            (host, ports), generation = self.target, self.generation
+        kind = HttpClient if self.protocol == "http" else GrpcClient
+        return [kind(host, port) for port in ports], generation
 
     def claim(self) -> tuple[int, int] | None:
         """(epoch, request index) to send next, or None once a pause reached an epoch's end."""
@@ -151,10 +185,11 @@ class _Sender:
             self.in_flight += 1
             return epoch, index
 
-    def record(self, outcome: Outcome, index: int, epoch: int, sent: float) -> None:
+    def record(self, outcome: Outcome, index: int, epoch: int, sent: float, last: bool) -> None:
+        """One attempt at one part of request `index`; `last`: its last part."""
         now = time.monotonic()
         with self.lock:
-            if outcome.accepted:
+            if outcome.accepted and last:
                 self.acks.append((index, epoch, now))
             stats = self.stats.get(self.phase) if self.phase else None
             if stats is None:
@@ -162,8 +197,9 @@ class _Sender:
             stats.request_seconds += now - sent
             stats.slowest_request = max(stats.slowest_request, now - sent)
             if outcome.accepted:
-                stats.accepted_requests += 1
-                stats.accepted_spans += self.spans[index]
+                if last:
+                    stats.accepted_requests += 1
+                    stats.accepted_spans += self.spans[index]
             elif outcome.rejected:
                 stats.rejected_requests += 1
             else:
@@ -194,66 +230,86 @@ class _Sender:
             self.active.set()
 
     def send_loop(self) -> None:
-        client: HttpClient | GrpcClient | None = None
-        generation = -1
+        connection = _Connection(self)
         while not self.stopping:
             if not self.active.wait(0.1) or self.stopping:
                 continue
-            if generation != self.generation or client is None:
-                if client is not None:
-                    client.close()
-                client, generation = self.client(), self.generation
+            connection.follow_target()
             claimed = self.claim()
             if claimed is None:
                 continue
             epoch, index = claimed
-            body = epoch_tag(epoch).join(self.requests[index])
+            tag = epoch_tag(epoch)
+            parts = self.requests[index]
             self.pacer.wait(self.spans[index])
-            failures = 0
-            while not self.stopping:
-                sent = time.monotonic()
-                outcome = client.post(body)
-                self.record(outcome, index, epoch, sent)
-                if outcome.accepted:
+            for number, (route, pieces) in enumerate(parts):
+                last = number == len(parts) - 1
+                if not self._deliver(connection, route, tag.join(pieces), (index, epoch), last):
                     break
-                if not outcome.rejected:
-                    # A connection that failed (a server going away, say) is retried on a fresh
-                    # one, to the current target, as an SDK's exporter would; a server that keeps
-                    # failing is given up on after a while, without a busy loop.
-                    failures += 1
-                    if failures > MAX_FAILURES:
-                        break
-                    time.sleep(0.05)
-                    client.close()
-                    client, generation = self.client(), self.generation
-                    continue
-                time.sleep(min(outcome.retry_after, MAX_RETRY_WAIT))
             with self.lock:
                 self.in_flight -= 1
-        if client is not None:
+        connection.close()
+
+    def _deliver(
+        self, connection: _Connection, route: int, body: bytes, request: tuple[int, int], last: bool
+    ) -> bool:
+        """Post one part until it is accepted (True), given up on, or the sender stops."""
+        failures = 0
+        while not self.stopping:
+            sent = time.monotonic()
+            outcome = connection.clients[route].post(body)
+            self.record(outcome, *request, sent, last)
+            if outcome.accepted:
+                return True
+            if not outcome.rejected:
+                # A connection that failed (a server going away, say) is retried on a fresh
+                # one, to the current target, as an SDK's exporter would; a server that keeps
+                # failing is given up on after a while, without a busy loop.
+                failures += 1
+                if failures > MAX_FAILURES:
+                    return False
+                time.sleep(0.05)
+                connection.reconnect()
+                continue
+            time.sleep(min(outcome.retry_after, MAX_RETRY_WAIT))
+        return False
+
+
+class _Connection:
+    """One sender thread's clients, one per port of the sender's current target."""
+
+    def __init__(self, sender: _Sender) -> None:
+        self.sender = sender
+        self.clients: list[HttpClient | GrpcClient] = []
+        self.generation = -1
+
+    def follow_target(self) -> None:
+        if self.generation != self.sender.generation or not self.clients:
+            self.reconnect()
+
+    def reconnect(self) -> None:
+        self.close()
+        self.clients, self.generation = self.sender.connect()
+
+    def close(self) -> None:
+        for client in self.clients:
             client.close()
+        self.clients = []
 
 
 def sender_main(protocol: str, connections: int, traces: int, seed: int, conn: Connection) -> None:
     """A sender process: load payloads, then obey the runner's commands until `stop`."""
     allocator.tune()  # large request buffers: no mmap and page faults per request
     payloads = load_payloads(traces, seed)
-    requests = []
-    for body, offsets in zip(payloads.bodies, payloads.trace_id_offsets, strict=True):
-        pieces = cut_at_epochs(body, offsets)
-        if protocol == "http":
-            pieces[0] = http_head(len(body)) + pieces[0]
-        requests.append(pieces)
-    sender = _Sender(protocol, requests, payloads.span_counts)
+    sender = _Sender(protocol, payloads)
     threads = [threading.Thread(target=sender.send_loop, daemon=True) for _ in range(connections)]
     for thread in threads:
         thread.start()
-    conn.send(("ready", payloads.spans, len(requests)))
+    conn.send(("ready", payloads.spans, len(payloads.bodies)))
     while True:
         command, *args = conn.recv()
         if command == "target":
-            sender.target = (args[0], args[1])
-            sender.generation += 1
+            sender.point(args[0], tuple(args[1]))
         elif command == "phase":
             sender.switch(args[0], args[1])
         elif command == "pause":
@@ -318,8 +374,9 @@ class Senders:
         for pipe in self.pipes:
             pipe.recv()
 
-    def target(self, host: str, port: int) -> None:
-        self._all("target", host, port)
+    def target(self, host: str, *ports: int) -> None:
+        """Send to `host`: to one port, or split by trace ID over several (a routing front)."""
+        self._all("target", host, ports)
 
     def phase(self, name: str, rate: float) -> None:
         """Start phase `name` at `rate` spans/s in all (0: as fast as accepted)."""

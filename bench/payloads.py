@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from bench import traffic
 from bench.traffic import TrafficShape, generate_requests
@@ -126,6 +127,37 @@ def trace_id_offsets(body: bytes) -> list[int]:
                     raise ValueError("span does not start with a 16-byte trace_id")
                 offsets.append(span_start + 2)
     return offsets
+
+
+def route_of(trace_id: bytes, routes: int) -> int:
+    """The backend a trace-ID-routing front sends this trace to, one of `routes`.
+
+    It reads the first 12 bytes only, which replays leave alone, so a trace keeps its backend
+    from one replay to the next, as a front hashing the whole ID would keep it within one.
+    """
+    return int.from_bytes(trace_id[:12], "big") % routes
+
+
+def split_by_route(body: bytes, routes: int) -> list[bytes]:
+    """`body` as a trace-ID-routing front (the Collector's load_balancing exporter) forwards it:
+    one request per backend, each with its traces' spans under their own resource and scope.
+    A backend none of whose traces are in `body` gets an empty request (b"")."""
+    request = ExportTraceServiceRequest.FromString(body)
+    parts = [ExportTraceServiceRequest() for _ in range(routes)]
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            groups: dict[int, list[Span]] = {}
+            for span in scope_spans.spans:
+                groups.setdefault(route_of(span.trace_id, routes), []).append(span)
+            for route, spans in groups.items():
+                out = parts[route].resource_spans.add()
+                out.resource.CopyFrom(resource_spans.resource)
+                out.schema_url = resource_spans.schema_url
+                scope = out.scope_spans.add()
+                scope.scope.CopyFrom(scope_spans.scope)
+                scope.schema_url = scope_spans.schema_url
+                scope.spans.extend(spans)
+    return [part.SerializeToString() if part.resource_spans else b"" for part in parts]
 
 
 def index(bodies: list[bytes]) -> PayloadSet:

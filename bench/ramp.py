@@ -255,7 +255,7 @@ class Bench:
 
     def _start(self, target: Target) -> None:
         target.start()
-        self.senders.target("127.0.0.1", target.ingest_port)
+        self.senders.target("127.0.0.1", *target.ingest_ports)
         self.acks, self.arrivals = [], {}
         self.sink.take_roots()
 

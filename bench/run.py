@@ -77,6 +77,14 @@ def parse_args() -> argparse.Namespace:
     add("--traces", type=int, help="traces per sender's payload set (replayed with fresh IDs)")
     add("--rules", type=Path, action="append", help="refinery rules file (repeatable)")
     add("--workers", type=int, action="append", help="serve --workers N (repeatable)")
+    add(
+        "--front",
+        type=int,
+        action="append",
+        metavar="N",
+        help="also serve --workers N behind a trace-ID-routing front: the senders split each "
+        "request by trace ID over the per-worker ports (repeatable; full mode: 2)",
+    )
     add("--no-refinery", action="store_true", help="run only the Collector")
     add("--no-collector", action="store_true", help="run only refinery_py")
     add("--store", action="store_true", help="keep refinery_py's embedded store on")
@@ -99,25 +107,41 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def refinery_runs(args: argparse.Namespace, notes: list[str]) -> list[tuple[Path, int | None]]:
-    """(rules file, workers) for each refinery_py run: every rules file with every --workers
-    count, so each rule set's scaling and CPU per span show side by side."""
+@dataclass(frozen=True)
+class RefineryRun:
+    """One refinery_py configuration to measure."""
+
+    rules: Path
+    workers: int | None
+    front: bool = False
+
+
+def refinery_runs(args: argparse.Namespace, notes: list[str]) -> list[RefineryRun]:
+    """The refinery_py runs: every rules file with every --workers count, then with every
+    --front count, so each rule set's scaling and CPU per span show side by side."""
     if args.no_refinery:
         return []
     rules = [path.resolve() for path in args.rules or []] or [DEFAULT_RULES, TRACE_SCOPE_RULES]
     workers: list[int | None] = list(args.workers or [])
+    fronts: list[int] = list(args.front or [])
     if serve_supports_workers():
         # Explicit counts: the server's own default is one worker per CPU.
         workers = workers or ([1] if args.quick else [1, 2])
+        fronts = fronts if args.front is not None else ([] if args.quick else [2])
     else:
         asked = f" (asked for --workers {', '.join(map(str, workers))})" if workers else ""
         notes.append(
             f"`refinery-py serve` has no --workers option yet{asked}: refinery_py ran as one "
             "process, without the flag"
         )
-        workers = []
+        workers, fronts = [], []
     workers = workers or [None]
-    return [(r, w) for r in rules for w in workers]
+    return [
+        run
+        for r in rules
+        for run in [RefineryRun(r, w) for w in workers]
+        + [RefineryRun(r, n, front=True) for n in fronts]
+    ]
 
 
 def main() -> None:
@@ -170,8 +194,11 @@ def main() -> None:
         )
         bench = Bench(senders, sink, payloads, plan)
         targets: list[tuple[Target, str]] = [
-            (Refinery(settings, rules, workers, args.store), shown(rules))
-            for rules, workers in runs
+            (
+                Refinery(settings, run.rules, run.workers, args.store, front=run.front),
+                shown(run.rules),
+            )
+            for run in runs
         ]
         if run_collector:
             targets.append((Collector(settings), "bench/collector_config.py (same policies)"))

@@ -35,6 +35,25 @@ def free_port() -> int:
         return port
 
 
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports (a node's per-worker ports: port + i)."""
+    for _ in range(100):
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"found no {count} consecutive free ports")
+
+
 def serve_supports_workers() -> bool:
     """Whether this checkout's `refinery-py serve` has a `--workers` option."""
     result = subprocess.run(
@@ -86,6 +105,12 @@ class Target:
     @property
     def ingest_port(self) -> int:
         return self.http_port if self.settings.protocol == "http" else self.grpc_port
+
+    @property
+    def ingest_ports(self) -> tuple[int, ...]:
+        """Where the senders send: one port, or several they split each request over by
+        trace ID (a trace-ID-routing front)."""
+        return (self.ingest_port,)
 
     @property
     def pid(self) -> int:
@@ -141,26 +166,59 @@ class Target:
 
 
 class Refinery(Target):
-    """`refinery-py serve` with a generated config: rules, export to the sink, no store."""
+    """`refinery-py serve` with a generated config: rules, export to the sink, no store.
+
+    With `front`, the senders play a trace-ID-routing front (the Collector's load_balancing
+    exporter): each request is split by trace ID over the workers' own ports
+    (`listen.otlp_*_per_worker`), so every span reaches its worker directly and none is forwarded.
+    """
 
     def __init__(
-        self, settings: Settings, rules: Path, workers: int | None, store: bool = False
+        self,
+        settings: Settings,
+        rules: Path,
+        workers: int | None,
+        store: bool = False,
+        *,
+        front: bool = False,
     ) -> None:
+        if front and not workers:
+            raise ValueError("a trace-ID-routing front needs an explicit worker count")
         self.rules = rules
         self.workers = workers
-        self.name = f"refinery-{rules.stem}" + (f"-w{workers}" if workers else "")
-        self.label = "refinery-py" + (f" ×{workers}" if workers else "")
+        self.front = front
+        self.name = (
+            f"refinery-{rules.stem}"
+            + (f"-w{workers}" if workers else "")
+            + ("-front" if front else "")
+        )
+        self.label = (
+            "refinery-py" + (f" ×{workers}" if workers else "") + (" front" if front else "")
+        )
         super().__init__(settings)
         self.store = store
+        count = workers if front and workers else 1
+        self.grpc_worker_port, self.http_worker_port = free_port_run(count), free_port_run(count)
+
+    @property
+    def ingest_ports(self) -> tuple[int, ...]:
+        if not self.front or not self.workers:
+            return (self.ingest_port,)
+        first = self.http_worker_port if self.settings.protocol == "http" else self.grpc_worker_port
+        return tuple(range(first, first + self.workers))
 
     def config(self) -> dict[str, object]:
         s = self.settings
+        listen = {
+            "otlp_grpc": f"127.0.0.1:{self.grpc_port}",
+            "otlp_http": f"127.0.0.1:{self.http_port}",
+            "api": f"127.0.0.1:{self.metrics_port}",
+        }
+        if self.front:
+            listen["otlp_grpc_per_worker"] = f"127.0.0.1:{self.grpc_worker_port}"
+            listen["otlp_http_per_worker"] = f"127.0.0.1:{self.http_worker_port}"
         return {
-            "listen": {
-                "otlp_grpc": f"127.0.0.1:{self.grpc_port}",
-                "otlp_http": f"127.0.0.1:{self.http_port}",
-                "api": f"127.0.0.1:{self.metrics_port}",
-            },
+            "listen": listen,
             "rules_file": str(self.rules.resolve()),
             "traces": {
                 "send_delay": f"{int(s.send_delay * 1000)}ms",
