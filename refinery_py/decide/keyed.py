@@ -157,7 +157,7 @@ class KeyedSampler:
         if now >= self._window_end:
             self._advance(now)
         key = self._build_key(trace)
-        spans = len(trace.spans)
+        spans = trace.span_count
         counted = self._counts.get(key)
         if counted is None:
             counted = self._tally.admit(key)

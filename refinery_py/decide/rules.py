@@ -90,18 +90,17 @@ class _Rule:
         if self._downstream is not None:
             self.reads |= self._downstream.fields_used()
 
-    def matches(self, trace: TraceView, spans: Sequence[SpanView], root: SpanView | None) -> bool:
+    def matches(self, trace: TraceView, count: int, root: SpanView | None) -> bool:
+        """Whether the trace (`count` spans, `root` its root) meets the rule's conditions."""
         if self._always:
             return True
         if self._never:
             return False
         if self._span_scope:
-            return self._matches_one_span(trace, spans, root)
-        return self._matches_trace(trace, spans, root)
+            return self._matches_one_span(trace, count, root)
+        return self._matches_trace(trace, count, root)
 
-    def _matches_trace(
-        self, trace: TraceView, spans: Sequence[SpanView], root: SpanView | None
-    ) -> bool:
+    def _matches_trace(self, trace: TraceView, count: int, root: SpanView | None) -> bool:
         """Scope trace: each condition may be met by a different span.
 
         A condition on one field asks only the spans that may have it (`spans_with`): most
@@ -111,7 +110,6 @@ class _Rule:
         for wanted in self._root_wanted:
             if has_root is not wanted:
                 return False
-        count = len(spans)
         for condition in self._conditions:
             single = condition.single
             if single is not None and count:
@@ -120,7 +118,7 @@ class _Rule:
                 if condition.absent_matches:
                     if len(candidates) < count:
                         continue  # a span without the field meets it
-                    candidates = spans
+                    candidates = trace.spans
                 for span in candidates:
                     if test(span.get(single)):
                         break
@@ -129,7 +127,7 @@ class _Rule:
                 continue
             state = condition.trace_level(root, count)
             if state == PER_SPAN:
-                for span in spans:
+                for span in trace.spans:
                     if condition.on_span(root, span):
                         break
                 else:
@@ -138,14 +136,11 @@ class _Rule:
                 return False
         return True
 
-    def _matches_one_span(
-        self, trace: TraceView, spans: Sequence[SpanView], root: SpanView | None
-    ) -> bool:
+    def _matches_one_span(self, trace: TraceView, count: int, root: SpanView | None) -> bool:
         """Scope span: one span must meet every condition, so only the spans that may have the
         field of a condition a span without it fails need testing."""
-        count = len(spans)
         pending = 0  # bit i set: condition i must be tested span by span
-        candidates = spans
+        candidates: Sequence[SpanView] | None = None
         for bit, condition in self._indexed:
             state = condition.trace_level(root, count)
             if state == MISS:
@@ -155,11 +150,11 @@ class _Rule:
                 single = condition.single
                 if single is not None and not condition.absent_matches:
                     narrowed = trace.spans_with(single)
-                    if len(narrowed) < len(candidates):
+                    if candidates is None or len(narrowed) < len(candidates):
                         candidates = narrowed
         if not pending:
             return True
-        for span in candidates:
+        for span in trace.spans if candidates is None else candidates:
             for bit, condition in self._indexed:
                 if pending & bit and not condition.on_span(root, span):
                     break
@@ -202,10 +197,10 @@ class RulesBasedSampler:
         self._fields = frozenset().union(*(rule.reads for rule in self._rules))
 
     def decide(self, trace: TraceView, now: float) -> Decision:
-        spans = trace.spans
+        count = trace.span_count
         root = trace.root
         for rule in self._rules:
-            if rule.matches(trace, spans, root):
+            if rule.matches(trace, count, root):
                 return rule.decide(trace, now)
         return NO_RULE_MATCHED
 

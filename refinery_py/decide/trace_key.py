@@ -66,10 +66,10 @@ class TraceKey:
         """Every span field name the key reads (without the `root.` prefix)."""
 
     def build(self, trace: TraceView) -> str:
-        spans = trace.spans
-        count = len(spans)
+        count = trace.span_count
         parts: list[str] = []
         if self._fields:
+            spans = trace.spans
             scanned = spans
             if count > MAX_SPANS_SCANNED:
                 scanned = list(spans[:MAX_SPANS_SCANNED])

@@ -31,6 +31,11 @@ class TraceView(Protocol):
         ...
 
     @property
+    def span_count(self) -> int:
+        """How many spans the trace has: `len(spans)`, without making a view of each."""
+        ...
+
+    @property
     def root(self) -> SpanView | None:
         """The root span (no parent), or None when it has not arrived."""
         ...

@@ -134,6 +134,7 @@ class WireTrace:
 
     __slots__ = (
         "_distinct_origins",
+        "_made",
         "_spans",
         "asked",
         "covered",
@@ -166,6 +167,7 @@ class WireTrace:
         self.covered = covered if usable else 0
         self.asked = 0
         self._spans: list[WireSpan] | None = None
+        self._made: list[WireSpan | None] | None = None
         self._distinct_origins: list[Origin] | None = None
 
     @property
@@ -176,47 +178,56 @@ class WireTrace:
     def spans(self) -> Sequence[WireSpan]:
         spans = self._spans
         if spans is None:
-            plan = self.plan
-            raw_spans = self.raw_spans
-            origins = self.origins
-            spans = self._spans = [
-                WireSpan(raw_spans[index], origins[index], plan) for index in range(len(raw_spans))
-            ]
+            spans = self._spans = [self._span(index) for index in range(len(self.raw_spans))]
         return spans
 
     @property
+    def span_count(self) -> int:
+        return len(self.raw_spans)
+
+    @property
     def root(self) -> WireSpan | None:
-        return self.spans[self.root_index] if self.root_index >= 0 else None
+        return self._span(self.root_index) if self.root_index >= 0 else None
+
+    def _span(self, index: int) -> WireSpan:
+        """The view of span `index`, made when first asked for. Most traces are decided by their
+        root and a few marked spans, and the others' bytes are then never touched, which
+        matters: they were buffered seconds ago and are no longer in any CPU cache."""
+        made = self._made
+        if made is None:
+            made = self._made = [None] * len(self.raw_spans)
+        span = made[index]
+        if span is None:
+            span = made[index] = WireSpan(self.raw_spans[index], self.origins[index], self.plan)
+        return span
 
     def spans_with(self, field: str) -> Sequence[WireSpan]:
         """The spans that may have `field` (see TraceView): for `error` exactly those, for
         another intrinsic every span, and for an attribute every span when a resource or scope
         of the trace has it (a span without the attribute reads it there), else the spans that
         may have it themselves."""
-        spans = self.spans
         if field in INTRINSIC_FIELDS:
             if field == "error":
                 self.asked |= MARK_ERROR
                 if self.covered & MARK_ERROR:
                     return self._marked(MARK_ERROR)
-                return [span for span in spans if span.is_error()]
-            return spans
+                return [span for span in self.spans if span.is_error()]
+            return self.spans
         distinct = self._distinct_origins
         if distinct is None:
             distinct = self._distinct_origins = list(dict.fromkeys(self.origins))
         for origin in distinct:
             if field in origin_fields(origin):
-                return spans
+                return self.spans
         slot = self.plan.slot(field) if self.plan.walks else -1
         if slot >= 0:
             bit = 1 << (slot + 1)
             self.asked |= bit
             if self.covered & bit:
                 return self._marked(bit)
-        return [span for span in spans if span.may_have_attribute(field)]
+        return [span for span in self.spans if span.may_have_attribute(field)]
 
     def _marked(self, bit: int) -> list[WireSpan]:
         """The spans whose mark has `bit`."""
-        spans = self.spans
         marks = self.marks
-        return [spans[index] for index in range(len(marks)) if marks[index] & bit]
+        return [self._span(index) for index in range(len(marks)) if marks[index] & bit]

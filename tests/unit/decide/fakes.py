@@ -46,6 +46,10 @@ class FakeTrace:
         return self._spans
 
     @property
+    def span_count(self) -> int:
+        return len(self._spans)
+
+    @property
     def root(self) -> SpanView | None:
         return self._root
 

@@ -62,6 +62,10 @@ class SimTrace:
         self.customer = customer
         self.route = route
 
+    @property
+    def span_count(self) -> int:
+        return len(self.spans)
+
     def spans_with(self, field: str) -> Sequence[SpanView]:
         return self.spans
 

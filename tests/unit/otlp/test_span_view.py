@@ -141,6 +141,24 @@ def test_trace_view_root_and_spans() -> None:
     assert WireTrace(batch.trace_ids[0], batch.spans, batch.origins, -1).root is None
 
 
+def test_a_span_has_one_view_however_it_is_reached() -> None:
+    # The root is asked for first, then every span: the root's view (and what it has read) is
+    # the one in the list, and the count needs no views at all.
+    batch = split_request(
+        request(span(1, 2, 1), span(1, 1), span(1, 3, 1)).SerializeToString(), OriginInterner()
+    )
+    trace = WireTrace(batch.trace_ids[0], batch.spans, batch.origins, 1)
+    assert trace.span_count == 3
+    root = trace.root
+    assert root is trace.root
+    spans = trace.spans
+    assert [s.get("trace.span_id") for s in spans] == [
+        (n).to_bytes(8, "big").hex() for n in (2, 1, 3)
+    ]
+    assert spans[1] is root
+    assert trace.spans_with("trace.span_id")[1] is root
+
+
 def _value_first(key_value: KeyValue) -> bytes:
     """A KeyValue's bytes with its value written before its key (the Collector's order)."""
     key = key_value.key.encode()
