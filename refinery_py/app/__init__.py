@@ -15,7 +15,7 @@ import prometheus_client
 
 from refinery_py.app.node import Node
 from refinery_py.app.ports import PortReservations
-from refinery_py.app.process import machine_memory, tune_allocator
+from refinery_py.app.process import machine_memory, tune_allocator, tune_collector
 from refinery_py.app.role import WorkerRole, cluster_role
 from refinery_py.app.rules import KEEP_EVERYTHING, build_engine, resolve_rules
 from refinery_py.config.rules_spec import RulesSpec
@@ -76,6 +76,7 @@ async def serve(settings: Settings, rules: RulesSpec, workers: int = 1) -> int:
         return 1
     finally:
         reservations.close()  # the node holds its ports itself now (or failed)
+    tune_collector()
     await stop.wait()
     await node.stop()
     return 0

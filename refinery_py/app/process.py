@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import os
 from pathlib import Path
 
@@ -32,6 +33,22 @@ def tune_allocator() -> None:
         (m_mmap_threshold, 32 << 20),
     ):
         mallopt(option, value)
+
+
+GC_THRESHOLDS = (10_000, 10, 10)
+"""The cyclic collector's thresholds (Python's own: 700, 10, 10)."""
+
+
+def tune_collector() -> None:
+    """Run the cyclic garbage collector less often.
+
+    Nearly all of a worker's garbage is freed by reference counting: at 80k spans/s its young
+    collections found 18 unreachable objects in 20 s. With Python's thresholds they still ran
+    16 times a second, and the middle generation's 1.5 times, each walking the objects of the
+    requests in flight and of the traces just buffered: 0.4 s of CPU in those 20 s. With these
+    thresholds, 0.12 s (measured with `gc.callbacks`).
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def machine_memory() -> int:

@@ -18,7 +18,7 @@ import sys
 import prometheus_client
 
 from refinery_py.app.node import Node
-from refinery_py.app.process import tune_allocator
+from refinery_py.app.process import tune_allocator, tune_collector
 from refinery_py.app.role import WorkerRole
 from refinery_py.config.rules_spec import RulesSpec
 from refinery_py.config.settings import Settings
@@ -62,6 +62,7 @@ async def _worker_main(settings: Settings, rules: RulesSpec, role: WorkerRole) -
         await node.stop_intake()
         await node.finish()
         return 1
+    tune_collector()
     await stop_intake.wait()
     await node.stop_intake()
     patience = DRAIN_TIMEOUT + settings.cluster.drain_timeout + 30.0
