@@ -48,6 +48,8 @@ from refinery_py.model.addresses import join_host_port, split_host_port
 from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.pipeline import Pipeline, Relief
 from refinery_py.receive import GrpcReceiver, HttpReceiver, Intake
+from refinery_py.receive.http_receiver import read_body
+from refinery_py.receive.inflate import BodyTooLarge
 from refinery_py.receive.recorder import Recorder
 from refinery_py.store import StoreExporter, StoreReader
 from refinery_py.telemetry import Metrics
@@ -274,6 +276,7 @@ class Node:
             on_membership=self._membership_event,
             reuse_port=role.cluster is not None,  # its port was reserved at start-up
             ssl_context=self.security.server_context("peer"),
+            read_body=read_peer_body,
         )
 
     def _api(self) -> ApiServer:
@@ -523,6 +526,16 @@ class _OwnedSpans:
 
     def refusal(self) -> Admission | None:
         return self._pipeline.refusal()
+
+
+async def read_peer_body(request: web.Request, limit: int) -> bytes:
+    """A peer request's body, read as the front doors read theirs: with one copy, not three."""
+    try:
+        return await read_body(request, limit)
+    except BodyTooLarge:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=limit, actual_size=request.content_length or limit + 1
+        ) from None
 
 
 def _with_port(address: str, port: int) -> str:

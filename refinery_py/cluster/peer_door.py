@@ -49,6 +49,8 @@ REFUSALS = ("unauthorized", "malformed", "overloaded")
 """The reasons the peer door refuses a request for (`refinery_requests_rejected_total`)."""
 
 TraceLookup = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BodyReader = Callable[[web.Request, int], Awaitable[bytes]]
+"""Reads a request's whole body, raising web.HTTPRequestEntityTooLarge past the limit (bytes)."""
 MembershipEvent = Callable[[str, bool], Awaitable[None]]
 """A static member announced that it joined (True) or left (False)."""
 
@@ -71,8 +73,10 @@ class PeerDoor:
         on_membership: MembershipEvent | None = None,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        read_body: BodyReader | None = None,
     ) -> None:
         self._sink = sink
+        self._read_body = read_body or _read_whole
         self._ssl_context = ssl_context
         self._metrics = metrics
         self._tcp = tcp
@@ -186,7 +190,7 @@ class PeerDoor:
             return 1
 
     async def _spans(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        body = await self._read_body(request, self._max_request_bytes)
         self._bytes.inc(len(body))
         try:
             batch = decode_span_batches(body, self._origins)
@@ -207,7 +211,7 @@ class PeerDoor:
         return web.json_response({"accepted": batch.span_count})
 
     async def _handoff(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        body = await self._read_body(request, self._max_request_bytes)
         self._bytes.inc(len(body))
         try:
             handoff = decode_handoffs(body, self._origins)
@@ -249,6 +253,10 @@ class PeerDoor:
     def _refused(self, reason: str, message: str) -> None:
         self._metrics.requests_rejected.labels(PEER, reason).inc()
         self._log.report(f"peer:{reason}", "peer request refused (%s): %s", reason, message)
+
+
+async def _read_whole(request: web.Request, _: int) -> bytes:
+    return await request.read()  # aiohttp refuses a body past the app's client_max_size
 
 
 def _bound_port(site: web.TCPSite) -> int:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
+from refinery_py.app.node import read_peer_body
 from refinery_py.assemble import DecisionCache, TraceBuffer
 from refinery_py.cluster.forwarding import Forwarder
 from refinery_py.cluster.ownership import Placement, worker_of
@@ -42,6 +43,7 @@ class Member:
         queue: int,
         doors: tuple[str, ...] = (),
         worker: int = 0,
+        max_request_bytes: int = 1 << 24,
     ) -> None:
         """`doors`: the worker doors of a node of several workers (`name` is the first), of
         which this is worker number `worker`."""
@@ -81,7 +83,8 @@ class Member:
             doors=self.doors,
             worker=worker,
             secret=secret,
-            max_request_bytes=1 << 24,
+            max_request_bytes=max_request_bytes,
+            read_body=read_peer_body,  # as a node's door reads
         )
 
     def place(self, nodes: list[str]) -> None:
@@ -98,12 +101,20 @@ class Member:
 
 @asynccontextmanager
 async def cluster(
-    count: int, *, down: set[int] = frozenset(), secret: str | None = None, queue: int = 1 << 24
+    count: int,
+    *,
+    down: set[int] = frozenset(),
+    secret: str | None = None,
+    queue: int = 1 << 24,
+    max_request_bytes: int = 1 << 24,
 ) -> AsyncIterator[tuple[list[Member], Clock]]:
     """`count` members that all know each other; those in `down` never open their door."""
     clock = Clock()
     names = [f"127.0.0.1:{free_port()}" for _ in range(count)]
-    members = [Member(name, clock, secret=secret, queue=queue) for name in names]
+    members = [
+        Member(name, clock, secret=secret, queue=queue, max_request_bytes=max_request_bytes)
+        for name in names
+    ]
     for index, member in enumerate(members):
         member.forwarder.start()
         if index not in down:
@@ -325,3 +336,36 @@ async def test_a_compressed_body_at_the_peer_door_is_refused_not_a_500(path: str
                 ) as response:
                     assert response.status == 400
         assert not member.buffered()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_the_peer_door_takes_bodies_whole_and_refuses_them_past_its_limit(
+    chunked: bool,
+) -> None:
+    """The door reads bodies as the front doors do (one copy, in the parser's chunks): a body
+    sent in many small HTTP chunks arrives whole, and one past the limit gets a 413, with or
+    without a Content-Length."""
+    fits, too_big = batch_of(range(1, 40)), batch_of(range(1, 400))
+    limit = len(encode_span_batch(fits)) + 100
+    assert len(encode_span_batch(too_big)) > limit
+
+    def sent(body: bytes) -> bytes | AsyncIterator[bytes]:
+        if not chunked:
+            return body
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 1000):
+                yield body[start : start + 1000]
+
+        return pieces()
+
+    async with cluster(1, max_request_bytes=limit) as (members, _):
+        (member,) = members
+        async with aiohttp.ClientSession() as session:
+            url = f"http://{member.name}/peer/v1/spans"
+            async with session.post(url, data=sent(encode_span_batch(too_big))) as response:
+                assert response.status == 413
+            assert not member.buffered()
+            async with session.post(url, data=sent(encode_span_batch(fits))) as response:
+                assert response.status == 200
+        assert member.buffered() == set(fits.trace_ids)
