@@ -253,6 +253,7 @@ class Node:
             metrics=self.metrics,
             secret=self.settings.cluster.secret,
             queue_max_bytes=self.settings.cluster.queue_max_bytes,
+            max_wait=forward_max_wait(self.settings.traces.send_delay),
             tls=self.security.peer_links,
         )
 
@@ -526,6 +527,12 @@ class _OwnedSpans:
 
     def refusal(self) -> Admission | None:
         return self._pipeline.refusal()
+
+
+def forward_max_wait(send_delay: float) -> float:
+    """How long forwarded spans may wait in a link's queue before front-door requests are
+    refused: a quarter of send_delay (at least 0.1 s), so they reach their owner in time."""
+    return max(0.1, send_delay / 4)
 
 
 async def read_peer_body(request: web.Request, limit: int) -> bytes:

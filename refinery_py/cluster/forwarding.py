@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -67,9 +68,11 @@ class Forwarder:
         metrics: Metrics,
         secret: str | None = None,
         queue_max_bytes: int = 64 << 20,
+        max_wait: float = 0.5,
         tls: LinkTls | None = None,
     ) -> None:
         self.placement = placement
+        self._max_wait = max_wait
         self._tls = tls
         self.sibling_doors = sibling_doors
         self._metrics = metrics
@@ -129,11 +132,24 @@ class Forwarder:
                 misplaced.update(part.trace_ids)
             return Routed(local, misplaced=frozenset(misplaced))
         links = {door: self._link(door) for door in parts}
+        now = time.monotonic()
         for door, part in parts.items():
-            if not links[door].has_room(part.byte_size):
+            link = links[door]
+            if not link.has_room(part.byte_size):
                 return Routed(
                     SpanBatch(),
                     refused=f"overloaded: spans for the member at {door} are queueing up",
+                )
+            waited = link.waited(now)
+            if waited > self._max_wait:
+                # Its owner decides a trace send_delay after its root came; spans that queue
+                # longer than this would reach it too late, and be dropped or kept as late
+                # spans whatever the rest of their trace says. Refusing brings the sender back
+                # once the queue has moved.
+                return Routed(
+                    SpanBatch(),
+                    refused=f"overloaded: spans for the member at {door} have waited "
+                    f"{waited:.1f} s to be delivered",
                 )
         for door, part in parts.items():
             links[door].offer(Outgoing.of_spans(part, hops + 1))
@@ -142,11 +158,6 @@ class Forwarder:
             else:
                 self._sent.inc(part.span_count)
         return Routed(local)
-
-    @property
-    def congested(self) -> bool:
-        """Whether any link's queue is more than half full."""
-        return any(link.congested for link in self._links.values())
 
     # ---- handoffs -----------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class Outgoing:
     hops: int = 1
     size: int = 0
     spans: int = 0
+    queued_at: float = 0.0
+    """When it was first queued (time.monotonic()): how long its spans have waited."""
 
     @classmethod
     def of_spans(cls, batch: SpanBatch, hops: int) -> Outgoing:
@@ -163,16 +166,19 @@ class PeerLink:
     def queued_spans(self) -> int:
         return self._state.spans
 
-    @property
-    def congested(self) -> bool:
-        """More than half the queue is in use: the peer is not keeping up (or is down)."""
-        return self._state.bytes * 2 > self.max_bytes
+    def waited(self, now: float) -> float:
+        """How long the oldest item still to be delivered (in flight or queued) has waited."""
+        state = self._state
+        oldest = state.in_flight[0] if state.in_flight else state.queue[0] if state.queue else None
+        return now - oldest.queued_at if oldest is not None and oldest.queued_at else 0.0
 
     def has_room(self, size: int) -> bool:
         return self._state.bytes + size <= self.max_bytes
 
     def offer(self, item: Outgoing) -> None:
         """Queue an item (the caller checked `has_room` for forwarded spans)."""
+        if not item.queued_at:
+            item.queued_at = time.monotonic()
         state = self._state
         state.queue.append(item)
         state.bytes += item.size

@@ -44,6 +44,7 @@ class Member:
         doors: tuple[str, ...] = (),
         worker: int = 0,
         max_request_bytes: int = 1 << 24,
+        max_wait: float = 30.0,
     ) -> None:
         """`doors`: the worker doors of a node of several workers (`name` is the first), of
         which this is worker number `worker`."""
@@ -58,6 +59,7 @@ class Member:
             metrics=self.metrics,
             secret=secret,
             queue_max_bytes=queue,
+            max_wait=max_wait,
         )
         self.pipeline = Pipeline(
             buffer=TraceBuffer(
@@ -107,12 +109,20 @@ async def cluster(
     secret: str | None = None,
     queue: int = 1 << 24,
     max_request_bytes: int = 1 << 24,
+    max_wait: float = 30.0,
 ) -> AsyncIterator[tuple[list[Member], Clock]]:
     """`count` members that all know each other; those in `down` never open their door."""
     clock = Clock()
     names = [f"127.0.0.1:{free_port()}" for _ in range(count)]
     members = [
-        Member(name, clock, secret=secret, queue=queue, max_request_bytes=max_request_bytes)
+        Member(
+            name,
+            clock,
+            secret=secret,
+            queue=queue,
+            max_request_bytes=max_request_bytes,
+            max_wait=max_wait,
+        )
         for name in names
     ]
     for index, member in enumerate(members):
@@ -180,6 +190,26 @@ async def test_a_member_that_cannot_take_more_gets_the_request_refused() -> None
         taken = sum(1 for answer in answers if answer.accepted)
         assert a.forwarder.queued_spans == 3 * taken  # refused requests left nothing behind
         assert not a.buffered()
+
+
+async def test_requests_are_refused_while_forwarded_spans_wait_too_long() -> None:
+    """Spans that wait in a link's queue past max_wait would reach their owner after it decided
+    their trace: the front door refuses instead, however much room the queue has, and takes
+    requests again once the queue has moved."""
+    async with cluster(2, down={1}, max_wait=0.3) as (members, _):
+        a, b = members
+        names = [m.name for m in members]
+        for_b = owned_by(b, names, range(1, 400))
+        assert a.pipeline.accept(batch_of(range(for_b[0], for_b[0] + 1)), "grpc").accepted
+        await asyncio.sleep(0.5)  # b's door is down: those spans wait
+        answer = a.pipeline.accept(batch_of(range(for_b[1], for_b[1] + 1)), "grpc")
+        assert not answer.accepted
+        assert "have waited" in answer.message
+        assert a.forwarder.queued_spans == 3  # the refused request left nothing behind
+        await b.door.start()
+        await until(lambda: a.forwarder.queued_spans == 0)
+        assert a.pipeline.accept(batch_of(range(for_b[1], for_b[1] + 1)), "grpc").accepted
+        await until(lambda: b.buffered() == {t.to_bytes(16, "big") for t in for_b[:2]})
 
 
 async def test_an_undecided_trace_moves_with_its_deadline_and_a_decision_with_its_verdict() -> None:
