@@ -98,7 +98,7 @@ class ClusterSettings:
     queue_max_bytes: ByteSize = option(
         "queue_max_bytes",
         "Memory for spans waiting to be forwarded to one other member; when it fills, or when "
-        "the spans at its head have waited a quarter of traces.send_delay (at least 0.1 s; "
+        "the spans at its head have waited a quarter of traces.send_delay (at least 0.5 s; "
         "longer, and they would reach their owner after it decided their trace), front-door "
         "requests with spans for that member are refused (429 / RESOURCE_EXHAUSTED) until it "
         "moves.",
