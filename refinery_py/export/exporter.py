@@ -114,6 +114,10 @@ class OtlpExporter:
         self._slots = asyncio.Semaphore(concurrency)
         self._wakeup = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._sending_spans = 0
+        self._sending_bytes = 0
+        """Spans and bytes of the batches being sent: still waiting as far as the metrics go (a
+        worker killed now loses them, and its supervisor counts its loss from those gauges)."""
         self._batcher: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
@@ -152,7 +156,7 @@ class OtlpExporter:
                 self._dropped,
             )
             return
-        self._ledger.queued(queue.spans, queue.bytes)
+        self._publish_queue()
         # Wake the batcher only when its answer can change: a first trace starts a batch's
         # timer, a full batch is ready now. Waking it per trace would cost a task switch each.
         if len(queue) == 1 or self._batch_is_full():
@@ -183,7 +187,7 @@ class OtlpExporter:
                 break
             restored += item.span_count
         if restored:
-            self._ledger.queued(self._queue.spans, self._queue.bytes)
+            self._publish_queue()
             logger.info(
                 "exporter %s: sending %d spans kept from before the last shutdown (%s)",
                 self.name,
@@ -288,8 +292,10 @@ class OtlpExporter:
                 self._slots.release()
                 return
             traces = self._queue.pop_batch(self._batch_max_spans, self._batch_max_bytes)
-            self._ledger.queued(self._queue.spans, self._queue.bytes)
             total = sum(trace.span_count for trace in traces)
+            self._sending_spans += total
+            self._sending_bytes += sum(len(trace.payload) for trace in traces)
+            self._publish_queue()
             unsent = Unsettled(total, total)
             task = asyncio.create_task(self._send(traces, unsent), name=f"{self.name}-send")
             self._in_flight.add(task)
@@ -346,7 +352,16 @@ class OtlpExporter:
                 self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, unsent.spans)
             unsent.spans = 0
         self._in_flight.discard(task)
+        self._sending_spans -= sum(trace.span_count for trace in traces)
+        self._sending_bytes -= sum(len(trace.payload) for trace in traces)
+        self._publish_queue()
         self._slots.release()
+
+    def _publish_queue(self) -> None:
+        """What waits to be delivered: the queue and the batches being sent."""
+        self._ledger.queued(
+            self._queue.spans + self._sending_spans, self._queue.bytes + self._sending_bytes
+        )
 
 
 def _make_transport(

@@ -180,13 +180,13 @@ class Metrics:
         )
         self.export_queue_spans = Gauge(
             "refinery_export_queue_spans",
-            "Spans waiting in an exporter's queue.",
+            "Spans waiting in an exporter's queue or being sent.",
             ["exporter"],
             registry=r,
         )
         self.export_queue_bytes = Gauge(
             "refinery_export_queue_bytes",
-            "Encoded bytes waiting in an exporter's queue.",
+            "Encoded bytes waiting in an exporter's queue or being sent.",
             ["exporter"],
             registry=r,
         )

@@ -216,9 +216,11 @@ async def test_a_full_queue_drops_and_counts_while_offer_never_waits(
     outcomes = span_outcomes(metrics)
     assert outcomes["dropped_queue_full"] == 17 * 2
     queued = metrics.registry.get_sample_value("refinery_export_queue_spans", {"exporter": "otlp"})
-    assert queued == 3 * 2
+    assert queued == 3 * 2 + 2  # the queue, and the batch being sent: a crash would lose both
     backend.gate.set()
     await exporter.close(timeout=10)
+    queued = metrics.registry.get_sample_value("refinery_export_queue_spans", {"exporter": "otlp"})
+    assert queued == 0
     outcomes = span_outcomes(metrics)
     assert outcomes["sent"] == 4 * 2
     assert sum(outcomes.values()) == 21 * 2
