@@ -273,11 +273,11 @@ class Node:
             # A forwarded request holds at most one front-door request's spans plus their
             # bookkeeping; a handoff is sent in parts of a few MiB.
             max_request_bytes=4 * max_request + (16 << 20),
+            read_body=read_peer_body,
             lookup=with_json_errors(self.queries.trace),
             on_membership=self._membership_event,
             reuse_port=role.cluster is not None,  # its port was reserved at start-up
             ssl_context=self.security.server_context("peer"),
-            read_body=read_peer_body,
         )
 
     def _api(self) -> ApiServer:

@@ -69,14 +69,14 @@ class PeerDoor:
         worker: int,
         secret: str | None,
         max_request_bytes: int,
+        read_body: BodyReader,
         lookup: TraceLookup | None = None,
         on_membership: MembershipEvent | None = None,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
-        read_body: BodyReader | None = None,
     ) -> None:
         self._sink = sink
-        self._read_body = read_body or _read_whole
+        self._read_body = read_body
         self._ssl_context = ssl_context
         self._metrics = metrics
         self._tcp = tcp
@@ -253,10 +253,6 @@ class PeerDoor:
     def _refused(self, reason: str, message: str) -> None:
         self._metrics.requests_rejected.labels(PEER, reason).inc()
         self._log.report(f"peer:{reason}", "peer request refused (%s): %s", reason, message)
-
-
-async def _read_whole(request: web.Request, _: int) -> bytes:
-    return await request.read()  # aiohttp refuses a body past the app's client_max_size
 
 
 def _bound_port(site: web.TCPSite) -> int:

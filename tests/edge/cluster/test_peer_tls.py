@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from refinery_py.api.cluster_routes import owner_trace_lookup
+from refinery_py.app.node import read_peer_body
 from refinery_py.cluster.announce import announcer
 from refinery_py.cluster.link import ForwardLedger, LinkTls, Outgoing, PeerLink
 from refinery_py.cluster.peer_door import PeerDoor
@@ -91,6 +92,7 @@ async def peer_door(
         worker=0,
         secret=SECRET,
         max_request_bytes=1 << 24,
+        read_body=read_peer_body,
         lookup=lookup,
         on_membership=membership,
         ssl_context=certificate.server_context(client_cert=client_cert),
