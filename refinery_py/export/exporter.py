@@ -293,13 +293,14 @@ class OtlpExporter:
                 return
             traces = self._queue.pop_batch(self._batch_max_spans, self._batch_max_bytes)
             total = sum(trace.span_count for trace in traces)
+            size = sum(len(trace.payload) for trace in traces)
             self._sending_spans += total
-            self._sending_bytes += sum(len(trace.payload) for trace in traces)
+            self._sending_bytes += size
             self._publish_queue()
             unsent = Unsettled(total, total)
             task = asyncio.create_task(self._send(traces, unsent), name=f"{self.name}-send")
             self._in_flight.add(task)
-            task.add_done_callback(functools.partial(self._sent, traces, unsent))
+            task.add_done_callback(functools.partial(self._sent, traces, unsent, size))
 
     async def _batch_ready(self) -> bool:
         """Wait until a batch should be cut; False when closing with nothing left to send."""
@@ -340,7 +341,7 @@ class OtlpExporter:
                     self._spill.done(trace.path)
 
     def _sent(
-        self, traces: list[EncodedSpans], unsent: Unsettled, task: asyncio.Task[None]
+        self, traces: list[EncodedSpans], unsent: Unsettled, size: int, task: asyncio.Task[None]
     ) -> None:
         # Counted here rather than in `_send`: a task cancelled before its first step never runs
         # its body, and its spans must still end in an outcome. A batch cut off before any of it
@@ -352,8 +353,8 @@ class OtlpExporter:
                 self._ledger.spans(SpanOutcome.DROPPED_SHUTDOWN, unsent.spans)
             unsent.spans = 0
         self._in_flight.discard(task)
-        self._sending_spans -= sum(trace.span_count for trace in traces)
-        self._sending_bytes -= sum(len(trace.payload) for trace in traces)
+        self._sending_spans -= unsent.total
+        self._sending_bytes -= size
         self._publish_queue()
         self._slots.release()
 
