@@ -145,17 +145,28 @@ class _Sender:
     def routed(self, routes: int) -> list[list[tuple[int, list[bytes]]]]:
         """Per request, its (port index, body cut at the trace IDs' epoch bytes) parts."""
         if routes not in self._routed:
-            requests = []
-            for body in self.payloads.bodies:
-                parts = [body] if routes == 1 else split_by_route(body, routes)
-                requests.append(
-                    [(route, self._cut(part)) for route, part in enumerate(parts) if part]
-                )
+            payloads = self.payloads
+            if routes == 1:  # the payload set's own index has the offsets
+                requests = [
+                    [(0, self._cut(body, offsets))]
+                    for body, offsets in zip(
+                        payloads.bodies, payloads.trace_id_offsets, strict=True
+                    )
+                ]
+            else:
+                requests = [
+                    [
+                        (route, self._cut(part, trace_id_offsets(part)))
+                        for route, part in enumerate(split_by_route(body, routes))
+                        if part
+                    ]
+                    for body in payloads.bodies
+                ]
             self._routed[routes] = requests
         return self._routed[routes]
 
-    def _cut(self, body: bytes) -> list[bytes]:
-        pieces = cut_at_epochs(body, trace_id_offsets(body))
+    def _cut(self, body: bytes, offsets: list[int]) -> list[bytes]:
+        pieces = cut_at_epochs(body, offsets)
         if self.protocol == "http":
             pieces[0] = http_head(len(body)) + pieces[0]
         return pieces
