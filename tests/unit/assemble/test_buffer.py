@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from refinery_py.assemble import DecisionCache, TraceBuffer
 from refinery_py.model import Decision, Origin, SendReason, SpanBatch
 
@@ -130,3 +132,36 @@ def test_next_deadline() -> None:
     assert buffer.next_deadline() == 65.0
     buffer.add(batch((1, 2, True)), now=6.0)
     assert buffer.next_deadline() == 8.0
+
+
+def test_deadlines_out_of_arrival_order_are_each_due_at_their_time() -> None:
+    """Deadlines are queued in arrival order when that is deadline order, so check a mix that is
+    not: a clock that steps back, and send_delay changed between arrivals."""
+    rng = random.Random(13)
+    buffer = make_buffer(span_limit=1000)
+    expected: dict[bytes, float] = {}
+    now = 100.0
+    for number in range(400):
+        now += rng.uniform(-0.5, 1.0)
+        buffer.send_delay = rng.choice((0.5, 2.0, 7.0))
+        has_root = rng.random() < 0.7
+        buffer.add(batch((number, 1, False)), now=now)
+        deadline = now + buffer.trace_timeout
+        if has_root:
+            root_at = now + rng.uniform(0.0, 3.0)
+            buffer.add(batch((number, 2, True)), now=root_at)
+            deadline = min(deadline, root_at + buffer.send_delay)
+        expected[tid(number)] = deadline
+    decided: dict[bytes, float] = {}
+    clock = 100.0
+    while expected.keys() - decided.keys():
+        pending = min(d for t, d in expected.items() if t not in decided)
+        next_deadline = buffer.next_deadline()
+        assert next_deadline is not None and next_deadline <= pending
+        clock += rng.uniform(0.0, 1.5)
+        for trace in buffer.due(clock):
+            assert trace.trace_id not in decided
+            decided[trace.trace_id] = clock
+        assert [t for t, d in expected.items() if d <= clock and t not in decided] == []
+    assert all(expected[t] <= at for t, at in decided.items())
+    assert buffer.next_deadline() is None or buffer.due(1e9) == []
