@@ -19,6 +19,9 @@
    latency p50/p99, RSS, buffered spans and buffer bytes sampled through it, and CPU per 100 k
    spans from the server's utime + stime over it (in the steady state, so the window holds both
    the buffering and the deciding of as many spans as it accepts); peak RSS = VmHWM of B.
+4. Reference (optional, same server B after it drained): the load phase again, warm-up and all,
+   at another run's load rate, so that two configurations' CPU per span compare on the same
+   traffic (two workers at one worker's load).
 CPU of the server (process tree), the senders and the sink is read from /proc around each phase.
 """
 
@@ -102,6 +105,16 @@ class Load:
     bytes_per_span_metric: float | None
     bytes_per_span_rss: float | None
     cpu_per_100k: float
+    reference: Step | None = None
+    """A second measured phase on the same server at another run's load rate (`Bench.run`)."""
+
+    @property
+    def reference_cpu_per_100k(self) -> float | None:
+        """CPU per 100k spans at the reference rate, when that phase ran and held."""
+        step = self.reference
+        if step is None or step.verdict != "ok":
+            return None
+        return step.server_cpu_seconds / max(1, step.accepted_spans) * 100_000
 
 
 @dataclass
@@ -236,11 +249,17 @@ class Bench:
 
     # ---- the procedure ------------------------------------------------------------------
 
-    def run(self, target: Target, rules: str) -> Result:
+    def run(self, target: Target, rules: str, reference_rate: float | None = None) -> Result:
+        """Measure `target`. With `reference_rate` (another run's load rate), the load phase's
+        server is also measured at that rate, so two configurations' CPU per span can be
+        compared on the same traffic: at their own 80%, the faster one runs at a higher load,
+        where this machine's two cores are shared with more sender and sink work."""
         result = Result(label=target.label, name=target.name, rules=rules)
         self._ramp(target, result)
         if result.sustained is not None:
-            self._load(target, result, self.plan.load_fraction * result.sustained.achieved)
+            self._load(
+                target, result, self.plan.load_fraction * result.sustained.achieved, reference_rate
+            )
         else:
             result.notes.append("no step was sustained: no load phase")
         phases = [*([result.probe] if result.probe else []), *result.steps]
@@ -328,8 +347,11 @@ class Bench:
             elif not latency.p99 <= limit:
                 step.verdict = f"p99 latency {latency.p99:.2f}s > {limit:.2f}s"
 
-    def _load(self, target: Target, result: Result, rate: float) -> None:
+    def _load(
+        self, target: Target, result: Result, rate: float, reference_rate: float | None = None
+    ) -> None:
         plan = self.plan
+        reference: Step | None = None
         self._start(target)
         samples: list[tuple[int, Backlog]] = []
 
@@ -353,6 +375,8 @@ class Bench:
             if not self.drain(target):
                 result.notes.append("server still busy after the load phase's drain timeout")
             peak_rss = procstat.tree_usage(target.pid).hwm_bytes
+            if reference_rate:
+                reference = self._reference(target, result, reference_rate)
         finally:
             target.stop(30)
         step.latency = self.latency(step)
@@ -376,9 +400,27 @@ class Bench:
             bytes_per_span_metric=buffer_bytes / spans if buffer_bytes and spans else None,
             bytes_per_span_rss=(mean_rss - idle_rss) / spans if spans else None,
             cpu_per_100k=step.server_cpu_seconds / max(1, step.accepted_spans) * 100_000,
+            reference=reference,
         )
         if not samples:
             result.notes.append("load phase too short to sample after warm-up")
+
+    def _reference(self, target: Target, result: Result, rate: float) -> Step:
+        """The load phase again at `rate` (after a warm-up, as above) on the same server."""
+        warm = self.phase(
+            target, "reference warm-up", rate, target.settings.send_delay + 1.0, pause=False
+        )
+        step = self.phase(target, "reference", rate, self.plan.latency_seconds)
+        if warm.rejected or warm.failed:
+            step.verdict = f"refused {warm.rejected} requests while warming up"
+        if not self.drain(target):
+            result.notes.append("server still busy after the reference phase's drain timeout")
+        step.latency = self.latency(step)
+        if step.verdict == "ok" and step.latency.must_keep_missing:
+            step.verdict = f"lost {step.latency.must_keep_missing} kept traces"
+        if step.verdict != "ok":
+            result.notes.append(f"the phase at the reference load did not hold: {step.verdict}")
+        return step
 
 
 def _bounds(steps: list[Step]) -> tuple[Step | None, Step | None]:

@@ -210,7 +210,7 @@ def main() -> None:
             if number:  # this machine's speed drifts: each server gets a floor of its own
                 floors.append(floor.measure(traces, senders.seeds, floor_seconds))
             try:
-                results.append(bench.run(target, rules_label))
+                results.append(bench.run(target, rules_label, reference_rate(results, target)))
                 results[-1].floor = floors[-1].spans_per_second
             except RuntimeError as exc:
                 notes.append(f"{target.label} ({rules_label}) failed: {exc}")
@@ -245,6 +245,15 @@ def main() -> None:
     path = args.json or folder / "results.json"
     report.write_json(path, results, context)
     print(f"\n{time.monotonic() - started:.0f} s; results: {shown(path.resolve())}")
+
+
+def reference_rate(results: list[Result], target: Target) -> float | None:
+    """For a refinery_py run with more than one worker: the load rate of the one-worker run
+    with the same rules, measured before it (see `Bench.run`)."""
+    if not isinstance(target, Refinery) or (target.workers or 1) < 2:
+        return None
+    one = report.one_worker_run(results, Path(target.rules).stem)
+    return one.load.step.offered if one is not None and one.load is not None else None
 
 
 def shown(path: Path) -> str:

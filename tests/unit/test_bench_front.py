@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from bench.floor import Floor
 from bench.payloads import route_of, split_by_route, trace_id_offsets
 from bench.ramp import Load, Result, Step
 from bench.report import Context, comparison_pair, targets
+from bench.run import reference_rate
+from bench.targets import Refinery, Settings
 from bench.traffic import TrafficShape, generate_requests
 
 
@@ -71,8 +74,12 @@ def test_every_route_gets_traces_and_a_trace_keeps_its_route_across_replays() ->
     }
 
 
+def _step() -> Step:
+    return Step("s", 1e5, 1e5, 10**6, 0, 0, [], 0.0, 10.0, 1.0, 0.1, 0.1, 0.0, 7.0, 4.0, 0.1, 1e4)
+
+
 def _measured(name: str, rules: str, cpu: float) -> Result:
-    step = Step("s", 1e5, 1e5, 10**6, 0, 0, [], 0.0, 10.0, 1.0, 0.1, 0.1, 0.0, 7.0, 4.0, 0.1, 1e4)
+    step = _step()
     result = Result(label=name, name=name, rules=rules, sustained=step)
     result.load = Load(step, 1, 1.0, 1, None, None, None, None, cpu_per_100k=cpu)
     return result
@@ -85,7 +92,21 @@ def test_two_workers_are_judged_apart_with_forwarding_and_behind_a_front() -> No
         _measured("refinery-trace-scope-w2", rules, 1.05),
         _measured("refinery-trace-scope-w2-front", rules, 0.74),
     ]
-    context = Context(
+    lines = [
+        line for line in targets(results, _context()) if "trace-scope.yaml, two workers" in line
+    ]
+
+    assert len(lines) == 2
+    forwarding = next(line for line in lines if "forwarding between them" in line)
+    front = next(line for line in lines if "behind a routing front" in line)
+    assert forwarding.split()[0] == "FAIL" and "1.05 vs 0.70 (+50%)" in forwarding
+    assert front.split()[0] == "PASS" and "0.74 vs 0.70 (+6%)" in front
+    # Compared with the Collector: the run with the most workers that forwards (the default).
+    assert comparison_pair(results)[0] is results[1]
+
+
+def _context() -> Context:
+    return Context(
         cpus=2,
         protocol="http",
         sender_processes=1,
@@ -101,12 +122,47 @@ def test_two_workers_are_judged_apart_with_forwarding_and_behind_a_front() -> No
         mode="full",
     )
 
-    lines = [line for line in targets(results, context) if "trace-scope.yaml, two workers" in line]
 
-    assert len(lines) == 2
-    forwarding = next(line for line in lines if "forwarding between them" in line)
-    front = next(line for line in lines if "behind a routing front" in line)
-    assert forwarding.split()[0] == "FAIL" and "1.05 vs 0.70 (+50%)" in forwarding
-    assert front.split()[0] == "PASS" and "0.74 vs 0.70 (+6%)" in front
-    # Compared with the Collector: the run with the most workers that forwards (the default).
-    assert comparison_pair(results)[0] is results[1]
+def test_two_workers_are_judged_at_one_workers_load_when_measured_there() -> None:
+    rules = str(Path("rules/default.yaml"))
+    one = _measured("refinery-default-w1", rules, 0.60)
+    forwarding = _measured("refinery-default-w2", rules, 1.10)
+    front = _measured("refinery-default-w2-front", rules, 0.70)
+    held = replace(_step(), offered=90_000.0, achieved=90_000.0, server_cpu_seconds=5.94)
+    assert front.load is not None and forwarding.load is not None
+    front.load.reference = held  # 5.94 CPU-s for 10**6 spans: 0.594 per 100k
+    forwarding.load.reference = replace(held, verdict="12 requests rejected")
+
+    lines = targets([one, forwarding, front], _context())
+
+    front_line = next(line for line in lines if "default.yaml, two workers behind" in line)
+    assert front_line.split()[0] == "PASS"
+    assert "0.59 vs 0.60 (-1%) at one worker's load (90,000 spans/s)" in front_line
+    assert "at its own 80%: 0.70 vs 0.60 (+17%)" in front_line
+    forwarding_line = next(line for line in lines if "default.yaml, two workers forw" in line)
+    assert forwarding_line.split()[0] == "FAIL"
+    assert "1.10 vs 0.60 (+83%), each at its own 80% load" in forwarding_line
+    assert "12 requests rejected" in forwarding_line
+
+
+def test_only_runs_of_more_than_one_worker_get_the_one_worker_load_as_reference(
+    tmp_path: Path,
+) -> None:
+    rules = Path("rules/default.yaml").resolve()
+    one = _measured("refinery-default-w1", str(rules), 0.60)
+    assert one.load is not None
+    one.load.step = replace(_step(), offered=123_000.0)
+    settings = Settings("http", 1, 2.0, 10.0, "none", tmp_path)
+
+    def rate(
+        workers: int, *, front: bool = False, results: list[Result] | None = None
+    ) -> float | None:
+        target = Refinery(settings, rules, workers, front=front)
+        return reference_rate([one] if results is None else results, target)
+
+    assert rate(2) == 123_000.0
+    assert rate(2, front=True) == 123_000.0
+    assert rate(1) is None
+    assert rate(2, results=[]) is None
+    other_rules = Refinery(settings, Path("bench/rules/trace-scope.yaml").resolve(), 2)
+    assert reference_rate([one], other_rules) is None
