@@ -6,9 +6,12 @@ attributes they own; tests build their own registry and read the values back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from refinery_py import __version__
 from refinery_py.model import SendReason
@@ -92,24 +95,25 @@ class Metrics:
         )
 
         # decide
-        self.traces_decided = Counter(
+        # Counted once per trace, from the event loop: no lock (see LooseCounter).
+        self.traces_decided = LooseCounter(
             "refinery_traces_decided",
             "Traces decided, by decision (kept/dropped) and send reason.",
-            ["decision", "send_reason"],
-            registry=r,
+            ("decision", "send_reason"),
+            r,
         )
-        self.traces_decided_by_reason = Counter(
+        self.traces_decided_by_reason = LooseCounter(
             "refinery_traces_decided_by_reason",
             "Traces decided, by decision (kept/dropped) and reason: the rule or sampler that "
             "decided, as in meta.refinery.reason (bounded by the rules file).",
-            ["decision", "reason"],
-            registry=r,
+            ("decision", "reason"),
+            r,
         )
-        self.spans_decided = Counter(
+        self.spans_decided = LooseCounter(
             "refinery_spans_decided",
             "Spans in decided traces, by decision (kept/dropped).",
-            ["decision"],
-            registry=r,
+            ("decision",),
+            r,
         )
         self.decision_lag = Gauge(
             "refinery_decision_lag_seconds",
@@ -134,11 +138,11 @@ class Metrics:
             "Spans of traces lost to an unexpected error while being decided or exported.",
             registry=r,
         )
-        self.decision_delay = Histogram(
+        self.decision_delay = LooseHistogram(
             "refinery_trace_decision_delay_seconds",
             "Time from a trace's root span arriving to its decision.",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
+            r,
         )
 
         # stress relief
@@ -386,3 +390,88 @@ class CredentialMetrics:
             (applied if taken else failed).inc()
 
         return count
+
+
+# Metrics moved once per decided trace. prometheus_client's take a lock on every update and, for
+# a histogram, walk its bounds in Python: three counters and a histogram cost 2.5 µs a trace,
+# about 2% of all a worker does per span. These are updated without a lock, which is as safe as
+# long as one thread updates them and the exposition runs on that thread too: each node's
+# metrics are served from its event loop, which also decides.
+
+
+class LooseCounterChild:
+    """One labelled series of a LooseCounter."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("counters can only be incremented by non-negative amounts")
+        self.value += amount
+
+
+class LooseCounter(Collector):
+    """A labelled counter without a lock (see above); `labels(...)` as prometheus_client's."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self._children: dict[tuple[str, ...], LooseCounterChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> LooseCounterChild:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} has labels {self.labelnames}, got {values}")
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = LooseCounterChild()
+        return child
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            family.add_metric(list(values), child.value)
+        yield family
+
+
+class LooseHistogram(Collector):
+    """A histogram without labels and without a lock (see above)."""
+
+    def __init__(
+        self, name: str, documentation: str, bounds: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = [float(bound) for bound in bounds]
+        self.counts = [0] * (len(self.bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation)
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip([*self.bounds, float("inf")], self.counts, strict=True):
+            cumulative += count
+            buckets.append((_bound_label(bound), cumulative))
+        family.add_metric([], buckets, self.sum)
+        yield family
+
+
+def _bound_label(bound: float) -> str:
+    """A bucket's `le` as prometheus_client writes it (0.005, 1.0, +Inf)."""
+    return "+Inf" if bound == float("inf") else repr(bound)
