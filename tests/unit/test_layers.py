@@ -15,7 +15,11 @@ EDGE_FRAMEWORKS = {"asyncio", "grpc", "aiohttp", "prometheus_client"}
 #           standard-library modules it must not import)
 LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
     "model": (set(), set(), set()),
-    "otlp": ({"model"}, {"google", "opentelemetry", "orjson", "mypy_extensions"}, EDGE_FRAMEWORKS),
+    "otlp": (
+        {"model"},
+        {"google", "opentelemetry", "orjson", "mypy_extensions", "librt"},
+        EDGE_FRAMEWORKS,
+    ),
     "config": ({"model"}, {"yaml"}, EDGE_FRAMEWORKS),
     "assemble": ({"model", "config", "otlp"}, set(), CORE_FORBIDDEN),
     "decide": ({"model", "config"}, {"xxhash"}, CORE_FORBIDDEN),

@@ -149,3 +149,31 @@ def test_randomly_damaged_requests() -> None:
         assert _checked_accepts(body) == accepted, body.hex()
         verdicts[accepted] += 1
     assert min(verdicts.values()) > 400  # both verdicts are well represented
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 40])
+def test_a_byte_above_0x7f_is_seen_wherever_it_is_in_a_string(length: int) -> None:
+    """Strings are scanned 8 bytes at a time: put a non-ASCII byte (alone, bad UTF-8; or
+    starting a two-byte character) at every position of strings of lengths around 8 and
+    16, at every alignment of the string in the body."""
+    verdicts = set()
+    for shift in range(8):
+        before = _len(5, b"a" * shift)  # moves the string by `shift` bytes
+        for position in range(length):
+            for odd in (b"\xff", "é".encode()):  # é cut at the end is bad UTF-8 too
+                text = (b"x" * position + odd + b"y" * length)[:length]
+                body = _in_span(before + _len(3, text))
+                expected = _upb_accepts(body)
+                assert _checked_accepts(body) == expected, (shift, position, text)
+                verdicts.add(expected)
+            ascii_body = _in_span(before + _len(3, b"z" * length))
+            assert _checked_accepts(ascii_body) and _upb_accepts(ascii_body)
+    assert verdicts == ({True, False} if length > 1 else {False})
+
+
+@pytest.mark.parametrize("text", [b"", b"A", b"\xff", b"a\xc3", "é".encode(), b"ab\x80"])
+def test_a_string_in_the_first_bytes_of_the_body(text: bytes) -> None:
+    """A resource's schema_url can end before byte 8 of the body, where no 8-byte read fits."""
+    body = _len(1, _len(3, text))
+    assert len(body) < 8
+    assert _checked_accepts(body) == _upb_accepts(body)
