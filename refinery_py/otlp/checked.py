@@ -5,9 +5,10 @@ half of what ingest costs; compiled, walking the bytes against the message schem
 of that. The walk accepts and refuses exactly what upb does (tests/unit/otlp/test_checked.py
 compares the two on thousands of damaged requests):
 
-- every field's tag is a varint of at most 5 bytes below 2^32, with a field number above 0 and a
-  wire type of 0-5; varints are at most 10 bytes, lengths at most 5; lengths and fixed-size
-  values stay inside their message; groups end with the field number they started with;
+- every field's tag is a varint of at most 5 bytes below 2^32, with a field number above 0 (but
+  inside an unknown group, where upb lets 0 pass too) and a wire type of 0-5; varints are at
+  most 10 bytes, lengths at most 5; lengths and fixed-size values stay inside their message;
+  groups end with the field number they started with;
 - a field of the schema with its own wire type is checked as what it is: a message field's
   contents recursively, a string's UTF-8; with another wire type it is an unknown field, checked
   for framing only, like every field the schema does not know;
@@ -243,8 +244,7 @@ def _skip_group(buf: bytes, pos: i64, end: i64, number: i64, depth: i64) -> i64:
             tag, pos = _read_tag(buf, pos, end, tag)
         inner: i64 = tag >> 3
         wire_type: i64 = tag & 7
-        if inner == 0:
-            raise MalformedPayload(_CORRUPT + " (field number 0)")
+        # Field number 0 is refused in a message, but upb lets it pass inside a skipped group.
         if wire_type == 4:
             if inner != number:
                 raise MalformedPayload(_CORRUPT + " (a group ends with another field number)")
