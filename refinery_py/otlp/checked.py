@@ -14,6 +14,10 @@ compares the two on thousands of damaged requests):
   for framing only, like every field the schema does not know;
 - messages (and groups) nest at most MAX_DEPTH levels below the request.
 
+Most of a request is attributes, and most attributes are written the same way (an ASCII key, then
+a value holding one short ASCII string or a number): `_plain_attribute` recognises those and
+checks them without descending two levels; anything else takes the general walk.
+
 The schema is read from the OTLP descriptors, so fields added by a newer opentelemetry-proto are
 checked as upb checks them. Interpreted, this walk is slower than upb (see `ingest`).
 """
@@ -32,6 +36,7 @@ from refinery_py.otlp.errors import MalformedPayload
 MAX_DEPTH: Final = 100
 """upb's default nesting limit: messages at most 100 levels below the request."""
 
+_KEY_VALUE: Final = "opentelemetry.proto.common.v1.KeyValue"
 _UNKNOWN: Final = 255
 _OTHER: Final = 0
 _STRING: Final = 1
@@ -62,10 +67,11 @@ class MessageSchema:
     """What one message type's fields are, indexed by field number: the wire type each is
     written with (_UNKNOWN for numbers not in the schema), what it holds, its message type."""
 
-    __slots__ = ("children", "kinds", "name", "wire_types")
+    __slots__ = ("children", "is_key_value", "kinds", "name", "wire_types")
 
     def __init__(self, name: str, size: int) -> None:
         self.name = name
+        self.is_key_value = name == _KEY_VALUE
         self.wire_types = bytes([_UNKNOWN] * size)
         self.kinds = bytes(size)
         self.children: list[MessageSchema | None] = [None] * size
@@ -143,7 +149,12 @@ def check_message(buf: bytes, start: i64, end: i64, schema: MessageSchema, depth
                         raise MalformedPayload(_TOO_DEEP)
                     child = schema.children[number]
                     assert child is not None
-                    check_message(buf, pos, pos + length, child, depth + 1)
+                    if not (
+                        child.is_key_value
+                        and depth + 2 <= MAX_DEPTH
+                        and _plain_attribute(buf, pos, pos + length)
+                    ):
+                        check_message(buf, pos, pos + length, child, depth + 1)
                 elif kind == _STRING and not _is_ascii(buf, pos, pos + length):
                     _check_utf8(buf, pos, pos + length)
             pos += length
@@ -151,6 +162,36 @@ def check_message(buf: bytes, start: i64, end: i64, schema: MessageSchema, depth
             pos = _skip_unchecked(buf, pos, end, tag, depth + 1)
         if pos > end:
             raise MalformedPayload(_CORRUPT + " (a field runs past the end of its message)")
+
+
+def _plain_attribute(buf: bytes, start: i64, end: i64) -> bool:
+    """Whether the KeyValue in buf[start:end] is an attribute as SDKs write them, and valid: an
+    ASCII key (field 1) then a value (field 2) holding one ASCII string_value (1), int_value (3)
+    or bool_value (2), every length one byte. Most attributes are; they are checked here without
+    the two levels of `check_message` (whose verdict on them is the same), the others there."""
+    if end - start < 4 or buf[start] != 0x0A:
+        return False
+    key_end: i64 = start + 2 + buf[start + 1]
+    if buf[start + 1] >= 0x80 or key_end + 4 > end or buf[key_end] != 0x12:
+        return False
+    value_end: i64 = key_end + 2 + buf[key_end + 1]
+    if buf[key_end + 1] >= 0x80 or value_end != end:
+        return False
+    inner = buf[key_end + 2]
+    inner_start: i64 = key_end + 3
+    if inner == 0x0A:  # string_value
+        text_end: i64 = inner_start + 1 + buf[inner_start]
+        if buf[inner_start] >= 0x80 or text_end != end:
+            return False
+        return _is_ascii(buf, start + 2, key_end) and _is_ascii(buf, inner_start + 1, end)
+    # int_value or bool_value, a varint (two comparisons: compiled, `in` a set would box `inner`)
+    if inner == 0x18 or inner == 0x10:  # noqa: PLR1714
+        after: i64 = inner_start
+        while after < end and after - inner_start < 10:
+            if buf[after] < 0x80:
+                return after + 1 == end and _is_ascii(buf, start + 2, key_end)
+            after += 1
+    return False
 
 
 def _skip_unchecked(buf: bytes, pos: i64, end: i64, tag: i64, group_depth: i64) -> i64:

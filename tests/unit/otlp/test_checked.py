@@ -180,3 +180,55 @@ def test_a_string_in_the_first_bytes_of_the_body(text: bytes) -> None:
     body = _len(1, _len(3, text))
     assert len(body) < 8
     assert _checked_accepts(body) == _upb_accepts(body)
+
+
+def _attribute(key: bytes, value: bytes) -> bytes:
+    """A KeyValue as SDKs write it: key (1), then the AnyValue (2) holding `value` (its fields)."""
+    return _len(1, key) + _len(2, value)
+
+
+ATTRIBUTES = {
+    "a string value": _attribute(b"http.route", _len(1, b"/api/v1/orders")),
+    "an empty key and string": _attribute(b"", _len(1, b"")),
+    "an int value": _attribute(b"http.status_code", _tag(3, 0) + encode_varint(503)),
+    "a negative int (ten bytes)": _attribute(b"n", _tag(3, 0) + encode_varint((1 << 64) - 1)),
+    "an eleven-byte int": _attribute(b"n", _tag(3, 0) + b"\xff" * 10 + b"\x01"),
+    "an int cut short": _attribute(b"n", _tag(3, 0) + b"\xff\xff"),
+    "an int with a byte after it": _attribute(b"n", _tag(3, 0) + b"\x05\x00"),
+    "a bool value": _attribute(b"app.flagged", _tag(2, 0) + b"\x01"),
+    "a bool of 300": _attribute(b"app.flagged", _tag(2, 0) + encode_varint(300)),
+    "a double value": _attribute(b"d", _tag(4, 1) + b"\x00" * 8),
+    "bad UTF-8 in the key": _attribute(b"k\xff", _len(1, b"v")),
+    "bad UTF-8 in the value": _attribute(b"k", _len(1, b"v\xc3")),
+    "UTF-8 in the key and value": _attribute("ключ".encode(), _len(1, "значение".encode())),
+    "a key of 200 bytes": _attribute(b"k" * 200, _len(1, b"v")),
+    "a value of 200 bytes": _attribute(b"k", _len(1, b"v" * 200)),
+    "bad UTF-8 in a 200-byte value": _attribute(b"k", _len(1, b"v" * 199 + b"\xff")),
+    "the value first": _len(2, _len(1, b"v")) + _len(1, b"k"),
+    "two string values": _attribute(b"k", _len(1, b"a") + _len(1, b"b\xff")),
+    "an empty value": _attribute(b"k", b""),
+    "no value": _len(1, b"k"),
+    "a value field as a varint": _len(1, b"k") + _tag(2, 0) + b"\x01",
+    "an unknown field after the value": _attribute(b"k", _len(1, b"v")) + _tag(9, 0) + b"\x01",
+    "a string value as a varint": _attribute(b"k", _tag(1, 0) + b"\x01"),
+    "a string value past its AnyValue": _len(1, b"k") + b"\x12\x03\x0a\x05abc",
+    "a key past the attribute": b"\x0a\x09abc" + _len(2, _len(1, b"v")),
+}
+
+
+@pytest.mark.parametrize("attribute", ATTRIBUTES.values(), ids=ATTRIBUTES.keys())
+def test_attributes_as_sdks_write_them_and_not(attribute: bytes) -> None:
+    """Attributes laid out as SDKs write them are checked on a shorter path than other
+    KeyValues; both must agree with upb, in a span, a resource and an event."""
+    bodies = [
+        _in_span(_len(9, attribute)),
+        _len(1, _len(1, _len(1, attribute))),  # a resource attribute
+        _in_span(_len(11, _len(3, attribute))),  # an event attribute
+    ]
+    for body in bodies:
+        assert _checked_accepts(body) == _upb_accepts(body), body.hex()
+
+
+def test_the_attributes_include_both_verdicts() -> None:
+    verdicts = {_upb_accepts(_in_span(_len(9, a))) for a in ATTRIBUTES.values()}
+    assert verdicts == {True, False}
