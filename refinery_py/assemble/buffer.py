@@ -269,20 +269,21 @@ class TraceBuffer:
     def due(self, now: float) -> list[BufferedTrace]:
         """Remove and return every trace whose deadline has passed; `reason` says which one."""
         ready: list[BufferedTrace] = []
-        traces = self.traces
         for queue in (self._root_deadlines, self._expiries):
             while queue and queue[0][0] <= now:
-                deadline, trace_id = queue.popleft()
-                trace = traces.get(trace_id)
-                if trace is not None and trace.deadline == deadline:
-                    ready.append(self._remove(trace_id))
+                self._take_if_current(queue.popleft(), ready)
         heap = self._deadlines
         while heap and heap[0][0] <= now:
-            deadline, trace_id = heapq.heappop(heap)
-            trace = traces.get(trace_id)
-            if trace is not None and trace.deadline == deadline:
-                ready.append(self._remove(trace_id))
+            self._take_if_current(heapq.heappop(heap), ready)
         return ready
+
+    def _take_if_current(self, entry: tuple[float, bytes], ready: list[BufferedTrace]) -> None:
+        """Move the entry's trace to `ready` unless the entry is stale (the trace was decided
+        or its deadline moved)."""
+        deadline, trace_id = entry
+        trace = self.traces.get(trace_id)
+        if trace is not None and trace.deadline == deadline:
+            ready.append(self._remove(trace_id))
 
     def next_deadline(self) -> float | None:
         """The earliest deadline kept (possibly stale, so possibly early), or None."""
