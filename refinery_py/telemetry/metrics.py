@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from refinery_py import __version__
 from refinery_py.model import SendReason
@@ -467,11 +468,8 @@ class LooseHistogram(Collector):
         buckets: list[tuple[str, float]] = []
         for bound, count in zip([*self.bounds, float("inf")], self.counts, strict=True):
             cumulative += count
-            buckets.append((_bound_label(bound), cumulative))
+            # prometheus_client writes `le` with this (untyped) helper: the same labels as its own
+            label = floatToGoString(bound)  # type: ignore[no-untyped-call]
+            buckets.append((label, cumulative))
         family.add_metric([], buckets, self.sum)
         yield family
-
-
-def _bound_label(bound: float) -> str:
-    """A bucket's `le` as prometheus_client writes it (0.005, 1.0, +Inf)."""
-    return "+Inf" if bound == float("inf") else repr(bound)
