@@ -350,7 +350,6 @@ class Bench:
     def _load(
         self, target: Target, result: Result, rate: float, reference_rate: float | None = None
     ) -> None:
-        plan = self.plan
         reference: Step | None = None
         self._start(target)
         samples: list[tuple[int, Backlog]] = []
@@ -361,17 +360,12 @@ class Bench:
         try:
             time.sleep(0.5)
             idle_rss = procstat.tree_usage(target.pid).rss_bytes
-            # Until send_delay has passed nothing is decided, and a window that starts with the
-            # server would count buffering without the deciding it leads to: measure after it.
-            warm = self.phase(
-                target, "warm-up", rate, target.settings.send_delay + 1.0, pause=False
-            )
+            warm, step = self._warmed_phase(target, "load", rate, sample)
             if warm.rejected or warm.failed:
                 result.notes.append(
                     f"while warming up for the 80% phase (not measured) the fresh server refused "
                     f"{warm.rejected} and failed {warm.failed} requests"
                 )
-            step = self.phase(target, "load", rate, plan.latency_seconds, sample=sample)
             if not self.drain(target):
                 result.notes.append("server still busy after the load phase's drain timeout")
             peak_rss = procstat.tree_usage(target.pid).hwm_bytes
@@ -379,9 +373,7 @@ class Bench:
                 reference = self._reference(target, result, reference_rate)
         finally:
             target.stop(30)
-        step.latency = self.latency(step)
-        if step.latency.must_keep_missing:
-            step.verdict = f"lost {step.latency.must_keep_missing} kept traces"
+        self._judge_losses(step)
         if step.verdict != "ok":
             result.notes.append(f"the 80% load phase did not hold: {step.verdict}")
         mean_rss = _mean([rss for rss, _ in samples]) or float(idle_rss)
@@ -407,20 +399,36 @@ class Bench:
 
     def _reference(self, target: Target, result: Result, rate: float) -> Step:
         """The load phase again at `rate` (after a warm-up, as above) on the same server."""
-        warm = self.phase(
-            target, "reference warm-up", rate, target.settings.send_delay + 1.0, pause=False
-        )
-        step = self.phase(target, "reference", rate, self.plan.latency_seconds)
+        warm, step = self._warmed_phase(target, "reference", rate)
         if warm.rejected or warm.failed:
             step.verdict = f"refused {warm.rejected} requests while warming up"
         if not self.drain(target):
             result.notes.append("server still busy after the reference phase's drain timeout")
-        step.latency = self.latency(step)
-        if step.verdict == "ok" and step.latency.must_keep_missing:
-            step.verdict = f"lost {step.latency.must_keep_missing} kept traces"
+        self._judge_losses(step)
         if step.verdict != "ok":
             result.notes.append(f"the phase at the reference load did not hold: {step.verdict}")
         return step
+
+    def _warmed_phase(
+        self,
+        target: Target,
+        name: str,
+        rate: float,
+        sample: Callable[[float, Backlog], None] | None = None,
+    ) -> tuple[Step, Step]:
+        """(warm-up, measured phase) at `rate`. Until send_delay has passed nothing is decided,
+        and a window that starts with the traffic would count buffering without the deciding it
+        leads to: so send_delay + 1 s unmeasured first."""
+        warm = self.phase(
+            target, f"{name} warm-up", rate, target.settings.send_delay + 1.0, pause=False
+        )
+        return warm, self.phase(target, name, rate, self.plan.latency_seconds, sample=sample)
+
+    def _judge_losses(self, step: Step) -> None:
+        """The phase's decision latency; a must-keep trace missing makes its verdict."""
+        step.latency = self.latency(step)
+        if step.latency.must_keep_missing:
+            step.verdict = f"lost {step.latency.must_keep_missing} kept traces"
 
 
 def _bounds(steps: list[Step]) -> tuple[Step | None, Step | None]:
