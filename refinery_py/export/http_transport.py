@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip as gzip_format
+import warnings
 from collections.abc import Mapping
 
 import aiohttp
@@ -71,7 +72,7 @@ class HttpTransport:
         try:
             async with self._session.post(
                 self.url,
-                data=body,
+                data=_request_body(body),
                 headers=self._headers,
                 ssl=self._tls.context() if self._tls is not None else True,
             ) as response:
@@ -114,3 +115,13 @@ def _error_message(content: bytes, content_type: str) -> str:
         if status_message:
             return status_message[:_MESSAGE_LIMIT]
     return content[:_MESSAGE_LIMIT].decode("utf-8", "replace").strip()
+
+
+def _request_body(data: bytes) -> aiohttp.BytesPayload:
+    """`data` as a request body, without the ResourceWarning aiohttp gives every bytes body
+    over 1 MiB (batches reach batch_max_bytes, 3 MiB by default): the event loop's transport
+    takes it whole without blocking, and where warnings are errors the warning failed every
+    attempt until the batch was dropped."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        return aiohttp.BytesPayload(data)

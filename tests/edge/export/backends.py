@@ -195,7 +195,7 @@ class HttpBackend(RecordingBackend):
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=64 << 20)
         app.router.add_post(self.path, self._export)
         # Raw bodies: the test itself un-gzips, proving the body really was gzip.
         self._runner = web.AppRunner(app, auto_decompress=False)
