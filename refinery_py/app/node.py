@@ -254,6 +254,7 @@ class Node:
             secret=self.settings.cluster.secret,
             queue_max_bytes=self.settings.cluster.queue_max_bytes,
             max_wait=forward_max_wait(self.settings.traces.send_delay),
+            linger=self.settings.cluster.forward_linger,
             tls=self.security.peer_links,
         )
 

@@ -69,10 +69,12 @@ class Forwarder:
         secret: str | None = None,
         queue_max_bytes: int = 64 << 20,
         max_wait: float = 0.5,
+        linger: float = 0.0,
         tls: LinkTls | None = None,
     ) -> None:
         self.placement = placement
         self._max_wait = max_wait
+        self._linger = linger
         self._tls = tls
         self.sibling_doors = sibling_doors
         self._metrics = metrics
@@ -292,6 +294,7 @@ class Forwarder:
                 on_workers=self._learned,
                 on_orphans=self._on_orphans,
                 tls=self._tls,
+                linger=self._linger,
             )
             if self._started:
                 link.start()

@@ -28,6 +28,7 @@ import logging
 import random
 import ssl
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ UNIX_PREFIX = "unix:"
 
 REQUEST_MAX_BYTES = 8 << 20
 """Queued items are joined into requests of about this size (a larger single item goes alone)."""
+LINGER_BYTES = 2 << 20
+"""Forwarded spans stop waiting for company (`linger`) once this much is queued."""
 UNREACHABLE_GRACE = 2.0
 """At shutdown, how long a link keeps trying a peer that is failing before it gives up."""
 _RETRY_INITIAL = 0.05
@@ -99,6 +102,15 @@ class LinkTls:
     """The name every peer certificate must carry; None: the host of the door's address."""
 
 
+def request_body(data: bytes) -> aiohttp.BytesPayload:
+    """`data` as a request body, without the ResourceWarning aiohttp gives every bytes body
+    over 1 MiB (for fear of a slow write: the event loop's transport takes it whole, without
+    blocking). Where warnings are errors, as in the test suite, the warning failed the send."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        return aiohttp.BytesPayload(data)
+
+
 def door_url(door: str, path: str, tls: LinkTls | None) -> str:
     """The URL of `path` at a peer door: a Unix socket's, a TLS door's or a plain one's."""
     if door.startswith(UNIX_PREFIX):
@@ -131,8 +143,10 @@ class PeerLink:
         on_orphans: Callable[[str, list[Outgoing]], None] | None = None,
         rng: random.Random | None = None,
         tls: LinkTls | None = None,
+        linger: float = 0.0,
     ) -> None:
         self.door = door
+        self._linger = linger
         # Sibling workers' Unix sockets are plain; other members' doors speak TLS when set.
         self._tls = None if door.startswith(UNIX_PREFIX) else tls
         self.max_bytes = max_bytes
@@ -318,6 +332,9 @@ class PeerLink:
                 await self._ask_for_workers()
                 if not state.queue:
                     continue  # learning the doors re-routed it all to the owning workers
+            await self._gather()
+            if not state.queue:
+                continue  # retired while it waited: what was queued went to be re-routed
             items = self._take()
             state.in_flight = items
             try:
@@ -370,6 +387,22 @@ class PeerLink:
             self._unintroduced = False
             self._on_workers(self.door, tuple(w for w in workers.split(",") if w))
 
+    async def _gather(self) -> None:
+        """Let forwarded spans wait up to `linger` after the oldest was queued, so that one
+        request carries what several front-door requests brought: a request costs both ends
+        about what hundreds of spans do. Handoffs, spans queued again after a failed attempt
+        (their wait is over), and a link that is closing or retired do not wait."""
+        state = self._state
+        while state.queue and state.bytes < LINGER_BYTES and not (self._closing or self._retired):
+            first = state.queue[0]
+            wait = first.queued_at + self._linger - time.monotonic()
+            if first.handoff is not None or wait <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
+
     async def _send(self, items: list[Outgoing]) -> tuple[str, float]:
         """("delivered" | "rejected" | "retry", pause before the retry)."""
         first = items[0]
@@ -386,7 +419,7 @@ class PeerLink:
         try:
             async with self._client().post(
                 self._url(path),
-                data=body,
+                data=request_body(body),
                 headers=headers,
                 ssl=tls.context() if tls is not None else True,
                 server_hostname=tls.server_name if tls is not None else None,

@@ -105,6 +105,20 @@ class ClusterSettings:
         default=ByteSize(64 * MiB),
         exclusive_minimum=0,
     )
+    forward_linger: Seconds = option(
+        "forward_linger",
+        "How long spans bound for another member or worker may wait for more to join them in "
+        "one request (0: each batch goes at once). Without a wait most requests carry the "
+        "spans of one front-door request, and a request costs its two ends about what a few "
+        "hundred spans do: with two workers at 90k spans/s, 50 ms took 3-8% off the node's "
+        "CPU per span and a fifth of its context switches. Spans leave as soon as 2 MiB are "
+        "waiting, and never wait at shutdown or when a member leaves. At most 0.25 s: "
+        "forwarded spans that have waited 0.5 s make the front doors refuse requests (see "
+        "queue_max_bytes).",
+        default=Seconds(0.05),
+        minimum=0,
+        maximum=0.25,
+    )
     drain_timeout: Seconds = option(
         "drain_timeout",
         "How long a leaving member keeps passing on spans still sent to it after it handed its "

@@ -92,6 +92,8 @@ def test_no_file_means_built_in_defaults() -> None:
     assert settings.store.retention == 86400.0
     assert settings.store.max_size == 1024 * MiB
     assert settings.store.queue_max_bytes == 64 * MiB
+    assert settings.cluster.forward_linger == 0.05
+    assert parse_settings("cluster:\n  forward_linger: 0s", "c.yaml").cluster.forward_linger == 0
     assert settings.api.token is None
     assert settings.logging.level == "info"
     assert settings.logging.format == "text"
@@ -241,6 +243,7 @@ MISTAKES = [
         "(1m) is longer than retry_max_interval (30s)",
     ),
     ("store:\n  retention: 0s", 2, "store.retention must be greater than 0s, found 0s"),
+    ("cluster:\n  forward_linger: 1s", 2, "cluster.forward_linger must be at most 250ms, found 1s"),
     ("api:\n  token: [a]", 2, "api.token must be a string, found a list"),
     ("- listen", 1, "the file must be a mapping of keys to values, found a list"),
     ("listen: [a]", 1, "listen must be a mapping, found a list"),
