@@ -141,7 +141,7 @@ def best(repeat: int, run: Callable[[], float]) -> float:
     return min(run() for _ in range(repeat))
 
 
-def per_trace(count: int, body: Callable[[], None]) -> float:
+def per_trace(count: int, body: Callable[[], object]) -> float:
     started = time.perf_counter()
     body()
     return (time.perf_counter() - started) / count * 1e6

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -35,7 +36,13 @@ def free_port() -> int:
         return port
 
 
-def sender(port: int, traces: int, seed: int, ready: mp.Barrier, result: mp.Queue) -> None:
+def sender(
+    port: int,
+    traces: int,
+    seed: int,
+    ready: threading.Barrier,
+    result: mp.Queue[tuple[float, int]],
+) -> None:
     bodies = list(generate_requests(traces, TrafficShape(seed=seed)))
     connection = http.client.HTTPConnection("127.0.0.1", port)
     headers = {"Content-Type": "application/x-protobuf"}
@@ -105,7 +112,7 @@ def main() -> None:
                         raise
                     time.sleep(0.1)
             ready = mp.Barrier(args.senders + 1)
-            results: mp.Queue = mp.Queue()
+            results: mp.Queue[tuple[float, int]] = mp.Queue()
             processes = [
                 mp.Process(target=sender, args=(http_port, args.traces, 100 + i, ready, results))
                 for i in range(args.senders)

@@ -34,7 +34,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from bench.traffic import SERVICES, TraceFactory, TrafficShape, _resource
 from refinery_py.api.query_json import format_time
-from refinery_py.api.query_routes import query_routes
+from refinery_py.api.query_routes import QueryHandlers, query_routes
 from refinery_py.api.server import ApiServer
 from refinery_py.app import tune_allocator
 from refinery_py.model import Decision, KeptTrace, Origin, SendReason
@@ -256,7 +256,7 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
     )
     await store.start()
     reader = StoreReader(path)
-    server = ApiServer("127.0.0.1", 0, query_routes(reader))
+    server = ApiServer("127.0.0.1", 0, query_routes(QueryHandlers(reader)))
     await server.start()
     timings = Timings({})
     base = f"http://127.0.0.1:{server.port}"
