@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
+from collections.abc import Callable
 
 _LOW, _HIGH = 20000, 32000
 """Below Linux's ephemeral range (32768-60999): no outgoing connection takes these meanwhile."""
@@ -42,3 +44,12 @@ KEEP_ALL = (
     "RulesVersion: 2\nSamplers:\n  __default__:\n    DeterministicSampler:\n      SampleRate: 1\n"
 )
 """Rules that keep every trace: whatever is lost or split shows."""
+
+
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait (polling the event loop) until `condition()` is true; fail after `timeout` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)

@@ -3,21 +3,10 @@ TraceView gained, and only running it showed it)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench_support import run_tool
 
 
 def test_decide_cost_runs_every_sampler_on_both_views() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.decide_cost", "--traces", "300", "--repeat", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_tool("bench.decide_cost", "--traces", "300", "--repeat", "1")
     assert done.returncode == 0, done.stderr
     assert "rates recomputed per window" in done.stdout

@@ -3,29 +3,13 @@ routes a StoreReader where they take QueryHandlers, and stopped before measuring
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench_support import run_tool
 
 
 def test_store_bench_loads_and_queries_every_kind(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.store_bench",
-            "--traces=400",
-            "--templates=10",
-            f"--dir={tmp_path}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_tool("bench.store_bench", "--traces=400", "--templates=10", f"--dir={tmp_path}")
     assert done.returncode == 0, done.stderr
     assert "load: 400 traces" in done.stdout
     rows = {line.split("  ")[0]: line.split() for line in done.stdout.splitlines()}

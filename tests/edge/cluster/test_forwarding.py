@@ -26,7 +26,7 @@ from refinery_py.otlp.batch_codec import encode_span_batch
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.pipeline import Pipeline
 from refinery_py.telemetry import Metrics
-from tests.cluster_support import KEEP_ALL, free_port
+from tests.cluster_support import KEEP_ALL, free_port, until
 from tests.otlp_builders import request, span
 from tests.pipeline_support import Clock, Collecting
 
@@ -145,14 +145,6 @@ def batch_of(traces: range, spans_each: int = 3) -> SpanBatch:
         for number in range(1, spans_each + 1)
     ]
     return split_request(request(*spans).SerializeToString(), OriginInterner())
-
-
-async def until(condition: object, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.02)
 
 
 def owned_by(member: Member, placement_nodes: list[str], traces: range) -> list[int]:

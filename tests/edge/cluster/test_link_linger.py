@@ -16,7 +16,7 @@ from refinery_py.model import Decision, HandedOffDecision, Handoff, SendReason
 from refinery_py.otlp.batch_codec import MAGIC, decode_span_batches
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.telemetry import Metrics
-from tests.cluster_support import free_port
+from tests.cluster_support import free_port, until
 from tests.otlp_builders import request, span
 
 
@@ -67,21 +67,19 @@ def link_to(door: str, linger: float) -> tuple[PeerLink, Metrics]:
     return link, metrics
 
 
-async def until(condition: object, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
+async def offer_three(link: PeerLink) -> None:
+    """Batches of traces 1, 2 and 3 (two spans each), 10 ms apart, to a started link."""
+    link.start()
+    for trace in (1, 2, 3):
+        link.offer(batch(trace))
+        await asyncio.sleep(0.01)
 
 
 async def test_batches_offered_within_the_linger_go_in_one_request(peer: tuple[str, Peer]) -> None:
     door, recorder = peer
     link, _ = link_to(door, linger=0.5)
-    link.start()
     try:
-        for trace in (1, 2, 3):
-            link.offer(batch(trace))
-            await asyncio.sleep(0.01)
+        await offer_three(link)
         await until(lambda: recorder.requests)
         assert recorder.requests == [(3, [1, 1, 2, 2, 3, 3])]
     finally:
@@ -91,11 +89,8 @@ async def test_batches_offered_within_the_linger_go_in_one_request(peer: tuple[s
 async def test_without_a_linger_the_first_batch_goes_alone(peer: tuple[str, Peer]) -> None:
     door, recorder = peer
     link, _ = link_to(door, linger=0.0)
-    link.start()
     try:
-        for trace in (1, 2, 3):
-            link.offer(batch(trace))
-            await asyncio.sleep(0.01)
+        await offer_three(link)
         await until(lambda: sum(len(ids) for _, ids in recorder.requests) == 6)
         assert recorder.requests[0] == (1, [1, 1])
         assert len(recorder.requests) >= 2
