@@ -77,6 +77,8 @@ class LateSpans:
     decided: CachedDecision
     spans: list[bytes] = field(default_factory=list)
     origins: list[Origin] = field(default_factory=list)
+    root_index: int = -1
+    """The trace's root among `spans`, when the root itself came late; else -1."""
 
 
 @dataclass(slots=True)
@@ -147,6 +149,8 @@ class TraceBuffer:
                     late = arrivals.late.get(trace_id)
                     if late is None:
                         late = arrivals.late[trace_id] = LateSpans(decided)
+                    if roots and index in roots and late.root_index < 0:
+                        late.root_index = len(late.spans)
                     late.spans.append(spans[index])
                     late.origins.append(origins[index])
                     late_count += 1
@@ -195,6 +199,8 @@ class TraceBuffer:
             decided = decisions.get(trace_id)
             if decided is not None and trace_id not in self.traces:
                 late = arrivals.late.setdefault(trace_id, LateSpans(decided))
+                if incoming.root_index >= 0 and late.root_index < 0:
+                    late.root_index = len(late.spans) + incoming.root_index
                 late.spans.extend(incoming.spans)
                 late.origins.extend(incoming.origins)
                 continue

@@ -48,19 +48,19 @@ class DecisionCache:
         self, trace_id: bytes, decision: Decision, send_reason: SendReason, now: float
     ) -> None:
         """Remember a decision. Equal decisions share one object, so entries stay small."""
-        key = (decision, send_reason)
-        cached = self._interned.get(key)
-        if cached is None:
-            if len(self._interned) > 100_000:
-                self._interned.clear()  # dynamic-sampler keys can be many; sharing is optional
-            cached = self._interned[key] = CachedDecision(decision, send_reason)
-        self._entries[trace_id] = cached
+        self._entries[trace_id] = self._intern(decision, send_reason)
         buckets = self._buckets
         if not buckets or now - buckets[-1][0] >= _BUCKET_SECONDS:
             buckets.append((now, []))
         buckets[-1][1].append(trace_id)
         if len(self._entries) > self.max_entries:
             self._evict_oldest(len(self._entries) - self.max_entries)
+
+    def replace(self, trace_id: bytes, decision: Decision, send_reason: SendReason) -> None:
+        """Change a remembered decision (a dropped trace's late spans met a keep rule), keeping
+        its age: it expires when the first one would have."""
+        if trace_id in self._entries:
+            self._entries[trace_id] = self._intern(decision, send_reason)
 
     def release(
         self, owned: Callable[[bytes], bool], now: float
@@ -79,6 +79,15 @@ class DecisionCache:
                     released.append((trace_id, cached, max(0.0, now - recorded)))
             trace_ids[:] = kept
         return released
+
+    def _intern(self, decision: Decision, send_reason: SendReason) -> CachedDecision:
+        key = (decision, send_reason)
+        cached = self._interned.get(key)
+        if cached is None:
+            if len(self._interned) > 100_000:
+                self._interned.clear()  # dynamic-sampler keys can be many; sharing is optional
+            cached = self._interned[key] = CachedDecision(decision, send_reason)
+        return cached
 
     def expire(self, now: float) -> None:
         """Forget decisions older than the TTL."""

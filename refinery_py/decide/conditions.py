@@ -48,6 +48,7 @@ class Condition:
         "_rest",
         "absent_matches",
         "reads",
+        "root_only",
         "single",
         "test",
     )
@@ -78,6 +79,8 @@ class Condition:
         plain = len(fields) == 1 and not fields[0].startswith(ROOT_PREFIX)
         self.single = fields[0] if plain and not nested and not self._counts_spans else None
         """The field name when the value is simply that one field of the span being looked at."""
+        self.root_only = bool(self._lead_root) and not self._rest and not nested
+        """Whether the value comes from the root span alone (so `trace_level` always settles it)."""
         reads: set[str] = set()
         if not self._counts_spans:
             reads.update(self._lead_root)

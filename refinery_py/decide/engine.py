@@ -22,6 +22,7 @@ from refinery_py.config.rules_spec import (
 )
 from refinery_py.decide.factory import Placed, SamplerFactory, build_sampler
 from refinery_py.decide.keyed import KeyedSampler
+from refinery_py.decide.rules import RulesBasedSampler
 from refinery_py.decide.sampler import Sampler
 from refinery_py.decide.stats import ClusterAware, GoalStatus, SamplerStats
 from refinery_py.model import Decision, TraceView
@@ -109,6 +110,15 @@ class RulesEngine:
 
     def decide(self, trace: TraceView, now: float) -> Decision:
         return self._samplers[self.target_of(trace)].decide(trace, now)
+
+    def redecide(self, late: TraceView, decision: Decision, now: float) -> Decision | None:
+        """What the trace `decision` was made for would have had with `late` (spans that arrived
+        after it) in time, where the rules make that certain (see RulesBasedSampler.redecide);
+        else None. The target is read from the late spans, like a trace's from its own."""
+        sampler = self.sampler_for(self.target_of(late))
+        if isinstance(sampler, RulesBasedSampler):
+            return sampler.redecide(late, decision, now)
+        return None
 
     def fields_used(self) -> frozenset[str]:
         """Every span field name the rules read, target selection included (no `root.` prefix)."""

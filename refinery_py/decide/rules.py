@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from refinery_py.config.rules_spec import DownstreamSpec, RulesBasedSpec, RuleSpec
-from refinery_py.decide.conditions import MISS, PER_SPAN, Condition, root_span_wanted
+from refinery_py.decide.conditions import MATCH, MISS, PER_SPAN, Condition, root_span_wanted
 from refinery_py.decide.hashing import trace_hash, upper_bound
 from refinery_py.decide.sampler import Sampler
 from refinery_py.model import Decision, SpanView, TraceView
@@ -41,8 +41,12 @@ class _Rule:
         "_dropped",
         "_indexed",
         "_kept",
+        "_local",
         "_never",
+        "_opaque",
         "_prefix",
+        "_reason",
+        "_root_conditions",
         "_root_wanted",
         "_span_scope",
         "reads",
@@ -74,10 +78,18 @@ class _Rule:
         # condition never holds, so the rule never matches (its documentation warns of this).
         self._never = self._span_scope and bool(self._root_wanted) and not self._always
         self.reads = frozenset().union(*(c.reads for c in self._conditions))
+        # For `after_late`: conditions on one span's own field, conditions on the root alone, and
+        # whether any condition is neither (it reads the span count, nested fields, or root and
+        # span fields together), which makes the rule's outcome on a whole trace unknowable from
+        # a part of it.
+        self._local = tuple((c.single, c.test) for c in self._conditions if c.single is not None)
+        self._root_conditions = tuple(c for c in self._conditions if c.root_only)
+        self._opaque = len(self._local) + len(self._root_conditions) < len(self._conditions)
 
         self._downstream = (
             build_downstream(spec.sampler, label) if spec.sampler is not None else None
         )
+        self._reason = reason
         self._prefix = reason + ":"
         self._drop = spec.drop
         # A Drop reports rate 0: the trace is not sampled at any rate. (Refinery reports the
@@ -162,6 +174,60 @@ class _Rule:
                 return True
         return False
 
+    def made(self, decision: Decision) -> bool:
+        """Whether `decision` carries this rule's reason (its own, or its downstream's)."""
+        reason = decision.reason
+        return reason == self._reason or reason.startswith(self._prefix)
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the rule decides without a downstream sampler (by Drop or a trace-ID hash), so
+        its decision on any part of a trace is its decision on the whole."""
+        return self._downstream is None
+
+    def after_late(self, late: TraceView, root: SpanView | None) -> bool | None:
+        """Whether the rule matches a whole trace, known only as `late` (spans that arrived after
+        the trace was decided; `root` is its root if that is among them) and the fact that the
+        earlier spans did not match it. None when that cannot be told.
+
+        Every condition on a span's own field is met by the whole trace when the earlier spans
+        or the late ones meet it; a condition on the root is what the root says, and the earlier
+        spans had the root unless it is late.
+        """
+        if self._never:
+            return False
+        if self._always:
+            return True
+        if self._opaque:
+            return None
+        spans = late.spans
+        rooted = bool(self._root_wanted or self._root_conditions)
+        if rooted and root is not None:
+            # The root came late: its conditions are known only now, so the earlier spans may
+            # have missed the rule for want of a root alone.
+            if not all(self._root_wanted):
+                return False
+            for condition in self._root_conditions:
+                if condition.trace_level(root, len(spans)) != MATCH:
+                    return False
+            return True if self._late_meet_all(spans) else None
+        if self._span_scope:
+            if not self._late_meet_all(spans):
+                return False  # no span, earlier or late, meets every condition
+            return None if rooted else True
+        met = [any(test(span.get(name)) for span in spans) for name, test in self._local]
+        if not any(met):
+            return False  # the whole trace meets the conditions the earlier spans met
+        return None if rooted or not all(met) else True
+
+    def _late_meet_all(self, spans: Sequence[SpanView]) -> bool:
+        """Trace scope: every span-field condition met by some late span; span scope: all of
+        them met by one late span."""
+        local = self._local
+        if self._span_scope:
+            return any(all(test(span.get(name)) for name, test in local) for span in spans)
+        return all(any(test(span.get(name)) for span in spans) for name, test in local)
+
     def decide(self, trace: TraceView, now: float) -> Decision:
         # Refinery's order: a downstream sampler wins over Drop, and Drop over SampleRate.
         if self._downstream is not None:
@@ -203,6 +269,29 @@ class RulesBasedSampler:
             if rule.matches(trace, count, root):
                 return rule.decide(trace, now)
         return NO_RULE_MATCHED
+
+    def redecide(self, late: TraceView, decision: Decision, now: float) -> Decision | None:
+        """The decision a trace would have had, had `late` (spans that arrived after `decision`
+        was made) been there in time, when the rules make that certain; else None.
+
+        Only the rules before the one that decided can change the outcome, and only where the
+        late spans settle them (see `_Rule.after_late`): an earlier rule the whole trace would
+        match decides now, if it decides without a downstream sampler, whose outcome on a whole
+        trace cannot be known from a part of it.
+        """
+        rules = self._rules
+        index = next((i for i, rule in enumerate(rules) if rule.made(decision)), None)
+        if index is None:
+            return None  # made by other rules (reloaded since) or not by rules at all
+        root = late.root
+        for rule in rules[:index]:
+            match = rule.after_late(late, root)
+            if match is False:
+                continue
+            if match is None or not rule.fixed:
+                return None
+            return rule.decide(late, now)
+        return None
 
     def fields_used(self) -> frozenset[str]:
         return self._fields

@@ -50,6 +50,10 @@ class Decider(Protocol):
         """Let the sampler that made `decision` count spans that arrived after it."""
         ...
 
+    def redecide(self, late: TraceView, decision: Decision, now: float) -> Decision | None:
+        """The decision the trace would have had with its late spans in time, if certain."""
+        ...
+
     def take_goal_reports(self) -> Sequence[GoalReport]:
         """Windows that ended with a sampler's goal out of reach, once each."""
         ...
@@ -244,19 +248,42 @@ class Pipeline:
                 self._decide(trace, now)
 
     def forward_late(self, trace_id: bytes, late: LateSpans, now: float) -> None:
-        """Spans of a decided trace: exported with its decision if it was kept."""
-        decision = late.decided.decision
+        """Spans of a decided trace: exported with its decision if it was kept.
+
+        Late spans of a dropped trace are first put to the rules: when they settle an earlier
+        rule that keeps (an error arriving after its trace timed out, or retried after a
+        refusal), the trace is kept from here on — what already went cannot come back, but
+        the error and every later span of its trace do (`rescued`).
+        """
+        decided = late.decided
+        decision = decided.decision
+        # Exported without a root: `meta.span_count` on a late root would count only these.
+        view = WireTrace(trace_id, late.spans, late.origins, -1, self.field_plan)
+        if not decision.keep:
+            rooted = WireTrace(trace_id, late.spans, late.origins, late.root_index, self.field_plan)
+            rescued = self._redecide(rooted, decision, now)
+            if rescued is not None and rescued.keep:
+                self.decisions.replace(trace_id, rescued, decided.send_reason)
+                self.metrics.late_spans.labels("rescued").inc(len(late.spans))
+                self.export(view, rescued, SendReason.LATE_SPAN)
+                return
         # Throughput goals count what leaves, late spans included (Refinery #1567).
         self.decider.count_late(decision, len(late.spans), now)
-        if not decision.keep and not self.dry_run:
-            self.metrics.late_spans.labels("dropped").inc(len(late.spans))
-            return
         self.metrics.late_spans.labels("kept" if decision.keep else "dropped").inc(len(late.spans))
-        self.export(
-            WireTrace(trace_id, late.spans, late.origins, -1, self.field_plan),
-            decision,
-            SendReason.LATE_SPAN,
-        )
+        if decision.keep or self.dry_run:
+            self.export(view, decision, SendReason.LATE_SPAN)
+
+    def _redecide(self, late: WireTrace, decision: Decision, now: float) -> Decision | None:
+        try:
+            return self.decider.redecide(late, decision, now)
+        except Exception:
+            # A bug here must not fail the request that brought the spans (already buffered
+            # with it): the late spans follow the decision made, as they would without rescues.
+            self.metrics.decision_failures.inc()
+            if now - self._last_error_log > 10:
+                self._last_error_log = now
+                log.exception("redeciding trace %s for its late spans failed", late.trace_id)
+            return None
 
     # ---- decisions ----------------------------------------------------------------------
 

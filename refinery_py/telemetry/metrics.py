@@ -80,7 +80,9 @@ class Metrics:
         )
         self.late_spans = Counter(
             "refinery_late_spans",
-            "Spans that arrived after their trace was decided, by what happened to them.",
+            "Spans that arrived after their trace was decided, by what happened to them: kept "
+            "or dropped with their trace, or rescued (their trace was dropped, and they met an "
+            "earlier rule that keeps it).",
             ["decision"],
             registry=r,
         )
@@ -341,6 +343,7 @@ class Metrics:
         increase() nothing for that event, so a rare one (an ejection, a late span, a rejected
         reload) would never show on a dashboard or trip an alert.
         """
+        self.late_spans.labels("rescued")
         for decision in ("kept", "dropped"):
             self.spans_decided.labels(decision)
             self.late_spans.labels(decision)

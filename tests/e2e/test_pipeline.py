@@ -136,6 +136,47 @@ def test_late_spans_follow_their_traces_decision(tmp_path: Path) -> None:
             assert node.terminate() == 0
 
 
+def test_an_error_that_arrives_after_its_trace_was_dropped_is_kept(tmp_path: Path) -> None:
+    """The health check's root was dropped (`drop health checks`); its failed child comes late,
+    as a retry after a refusal or a slow exporter would bring it. `keep errors` comes first in
+    the rules, so the trace would have been kept: the error is kept, and so is what follows."""
+    with RecordingBackend() as backend:
+        config = write_config(tmp_path, backend)
+        with RefineryProcess(config, DEFAULT_RULES) as node:
+            with tracer_provider("http", node.http_endpoint) as provider:
+                tracer = provider.get_tracer("e2e")
+                root = tracer.start_span("GET /healthz", kind=trace_api.SpanKind.SERVER)
+                root.set_attribute("http.route", "/healthz")
+                root.end()
+                provider.force_flush()
+                wait_until(
+                    lambda: node.metric("refinery_traces_decided_total", decision="dropped") == 1,
+                    what="the health check dropped",
+                )
+                context = trace_api.set_span_in_context(root)
+                failed = tracer.start_span("probe the database", context=context)
+                failed.set_status(Status(StatusCode.ERROR, "connection refused"))
+                failed.end()
+                provider.force_flush()
+                wait_until(
+                    lambda: node.metric("refinery_late_spans_total", decision="rescued") == 1,
+                    what="the error rescued",
+                )
+                tracer.start_span("clean up", context=context).end()
+                provider.force_flush()
+            trace_id = trace_id_of(root)
+            wait_until(lambda: len(backend.by_trace().get(trace_id, [])) == 2, what="both spans")
+            spans = {s.span.name: s.attributes for s in backend.by_trace()[trace_id]}
+            assert set(spans) == {"probe the database", "clean up"}
+            for attributes in spans.values():
+                assert attributes["meta.refinery.reason"] == "rules/trace/keep errors"
+                assert attributes["meta.refinery.send_reason"] == "trace_send_late_span"
+                assert attributes["SampleRate"] == 1
+            assert node.metric("refinery_late_spans_total", decision="kept") == 1
+            assert node.metric("refinery_late_spans_total", decision="dropped") == 0
+            assert node.terminate() == 0
+
+
 def test_sigterm_decides_and_flushes_every_buffered_trace(tmp_path: Path) -> None:
     keep_all = tmp_path / "keep-all.yaml"
     keep_all.write_text(

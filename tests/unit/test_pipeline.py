@@ -128,6 +128,104 @@ def test_late_spans_follow_the_decision() -> None:
     assert value(metrics, "refinery_late_spans_total", decision="kept") == 1
 
 
+RESCUE_RULES = """
+RulesVersion: 2
+Samplers:
+  __default__:
+    RulesBasedSampler:
+      Rules:
+        - Name: keep errors
+          SampleRate: 1
+          Conditions:
+            - Field: error
+              Operator: exists
+        - Name: keep server errors
+          SampleRate: 1
+          Conditions:
+            - Field: root.http.status_code
+              Operator: ">="
+              Value: 500
+              Datatype: int
+        - Name: drop the rest
+          Drop: true
+"""
+
+
+def test_a_late_error_keeps_its_dropped_trace_from_then_on() -> None:
+    pipeline, exporter, clock, metrics = make(decider=RulesEngine(parse_rules(RESCUE_RULES, "r")))
+    send(pipeline, span(2, 1), span(2, 2, 1))
+    clock.now += 3
+    pipeline.decide_due()
+    assert exporter.traces == []
+    send(pipeline, span(2, 5, 1, error=True))
+    send(pipeline, span(2, 6, 1))
+    rescued, following = exporter.traces
+    assert rescued.decision == Decision(True, 1, "rules/trace/keep errors")
+    assert rescued.send_reason.value == "trace_send_late_span"
+    (attributes,) = exported_attributes(rescued)
+    assert attributes["meta.refinery.reason"] == "rules/trace/keep errors"
+    assert attributes["SampleRate"] == 1
+    assert following.decision == rescued.decision, "later spans follow the new decision"
+    assert value(metrics, "refinery_late_spans_total", decision="rescued") == 1
+    assert value(metrics, "refinery_late_spans_total", decision="kept") == 1
+    assert value(metrics, "refinery_late_spans_total", decision="dropped") == 0
+
+
+def test_a_late_root_is_read_as_the_root() -> None:
+    pipeline, exporter, clock, metrics = make(decider=RulesEngine(parse_rules(RESCUE_RULES, "r")))
+    send(pipeline, span(3, 2, 1), span(4, 2, 1))
+    clock.now += 31  # no root: decided at the trace timeout, and dropped
+    pipeline.decide_due()
+    send(pipeline, span(3, 1, attrs={"http.status_code": 503}), span(3, 3, 1))
+    send(pipeline, span(4, 1, attrs={"http.status_code": 200}))
+    (rescued,) = exporter.traces
+    assert rescued.trace_id[-1] == 3 and rescued.span_count == 2
+    assert rescued.decision.reason == "rules/trace/keep server errors"
+    assert "meta.span_count" not in exported_attributes(rescued)[0], "it counts the whole trace"
+    assert value(metrics, "refinery_late_spans_total", decision="rescued") == 2
+    assert value(metrics, "refinery_late_spans_total", decision="dropped") == 1
+
+
+def test_a_dry_run_marks_a_rescued_late_span_kept() -> None:
+    pipeline, exporter, clock, metrics = make(dry_run=True)
+    send(pipeline, span(2, 1))
+    clock.now += 3
+    pipeline.decide_due()
+    send(pipeline, span(2, 5, 1, error=True), span(3, 1, attrs={"customer.id": "x"}))
+    send(pipeline, span(4, 1))
+    clock.now += 3
+    pipeline.decide_due()
+    send(pipeline, span(4, 5, 1))
+    by_span = {
+        (t.trace_id[-1], t.send_reason.value): exported_attributes(t)[0] for t in exporter.traces
+    }
+    assert by_span[(2, "trace_send_late_span")]["meta.refinery.dryrun.kept"] is True
+    assert by_span[(2, "trace_send_late_span")]["meta.refinery.reason"] == (
+        "rules/trace/keep errors"
+    )
+    assert by_span[(4, "trace_send_late_span")]["meta.refinery.dryrun.kept"] is False
+    assert value(metrics, "refinery_late_spans_total", decision="rescued") == 1
+    assert value(metrics, "refinery_late_spans_total", decision="dropped") == 1
+
+
+class RedecidingFails(RulesEngine):
+    def redecide(self, late: TraceView, decision: Decision, now: float) -> Decision | None:
+        raise RuntimeError("rescue bug")
+
+
+def test_a_failing_redecision_leaves_the_decision_and_the_request_alone() -> None:
+    engine = RedecidingFails(parse_rules(RESCUE_RULES, "r"))
+    pipeline, exporter, clock, metrics = make(decider=engine)
+    send(pipeline, span(2, 1))
+    clock.now += 3
+    pipeline.decide_due()
+    send(pipeline, span(2, 5, 1, error=True), span(5, 1))  # accepted (send asserts it)
+    assert exporter.traces == []
+    assert pipeline.buffer.span_count == 1
+    assert value(metrics, "refinery_decision_failures_total") == 1
+    assert value(metrics, "refinery_late_spans_total", decision="dropped") == 1
+
+
 def test_span_limit_decides_at_once() -> None:
     pipeline, exporter, _, _ = make()
     send(pipeline, *[span(1, i, 1, error=True) for i in range(2, 9)])
@@ -169,6 +267,9 @@ class Exploding:
 
     def count_late(self, decision: Decision, span_count: int, now: float) -> None:
         return None
+
+    def redecide(self, late: TraceView, decision: Decision, now: float) -> Decision | None:
+        raise RuntimeError("sampler bug")
 
     def take_goal_reports(self) -> list[object]:
         return []
