@@ -128,6 +128,7 @@ class Node:
             # upstream export is what admission must not overfill.
             backlogs=[self.upstream] if self.upstream is not None else [],
             relief=self._relief(),
+            refusal_wait=traces.refusal_wait,
         )
         self.recorder = (
             Recorder(

@@ -127,6 +127,14 @@ class TracesSettings:
         default=ByteSize(0),
         minimum=0,
     )
+    refusal_wait: Seconds = option(
+        "refusal_wait",
+        "Longest a decision waits past its deadline for spans the node refused while decisions"
+        " ran behind or a peer's queue was full (they come back after the retry hint); 0 never"
+        " waits.",
+        default=Seconds(10.0),
+        minimum=0,
+    )
     line: int = 0
 
     @property

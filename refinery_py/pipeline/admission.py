@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 from refinery_py.model import Admission, ExportBacklog
 
+MIB = 1 << 20
+
 EXPORT_ROOM = 0.8
 """Admission keeps an export queue's expected use (queued + the buffer's kept share) below this
 share of its bound, leaving room for estimates that fall short."""
@@ -44,10 +46,9 @@ def backlog_refusal(
                 False,
                 retry_after=2.0,
                 message=(
-                    "overloaded: the export queue holds "
-                    f"{backlog.queued_bytes / backlog.max_bytes:.0%} of its "
-                    f"{backlog.max_bytes >> 20} MiB and the buffer ~{int(coming) >> 20} MiB more "
-                    "to be kept; the backend is not keeping up"
+                    f"overloaded: the export queue holds {backlog.queued_bytes / MIB:.1f} of its "
+                    f"{backlog.max_bytes / MIB:.1f} MiB and the buffer ~{coming / MIB:.1f} MiB "
+                    "more to be kept; the backend is not keeping up"
                 ),
             )
     return None

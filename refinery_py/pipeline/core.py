@@ -30,6 +30,7 @@ from refinery_py.otlp.frame import encode_kept_trace
 from refinery_py.otlp.span_fields import INTRINSIC_FIELDS, FieldPlan
 from refinery_py.otlp.span_view import WireTrace
 from refinery_py.pipeline.admission import backlog_refusal, lag_refusal
+from refinery_py.pipeline.hold import HOLD_MEMORY_SHARE, MAX_HOLD, RefusalHold
 from refinery_py.pipeline.marking import Marking
 from refinery_py.pipeline.membership import Membership
 from refinery_py.pipeline.relief import Relief, StressRelief
@@ -100,6 +101,7 @@ class Pipeline:
         forwarder: Forwarder | None = None,
         backlogs: Sequence[ExportBacklog] = (),
         relief: Relief | None = None,
+        refusal_wait: float = MAX_HOLD,
     ) -> None:
         self.buffer = buffer
         self.field_plan = FieldPlan()
@@ -116,6 +118,8 @@ class Pipeline:
         self.max_lag = max_lag
         self.dry_run = dry_run
         """Export every trace, marked with what the rules decided, instead of dropping any."""
+        self.hold = RefusalHold(refusal_wait)
+        """How long decisions wait for spans this member refused (see `hold`)."""
         self.membership = Membership(self, forwarder) if forwarder is not None else None
         """Routing by owner when this process shares the traces with other workers or nodes."""
         self.backlogs = tuple(backlogs)
@@ -188,6 +192,8 @@ class Pipeline:
         if self.membership is not None:
             routed = self.membership.route(batch, hops)
             if isinstance(routed, Admission):
+                if not routed.accepted:
+                    self.hold.refused(routed.retry_after, self.clock())
                 return routed
             batch = routed
         if batch.spans:
@@ -213,12 +219,14 @@ class Pipeline:
             self._publish_gauges()
 
     def _refusal(self) -> Admission | None:
-        relieving = self.relief is not None and self.relief.active
-        if not relieving:
+        if self.relief is None or not self.relief.active:
             refusal = lag_refusal(self.lag, self.max_lag)
             if refusal is not None:
+                self.hold.refused(refusal.retry_after, self.clock())
                 return refusal
         if self.backlogs:
+            # Not held for: the buffered bytes count as bound for the export queue, so waiting
+            # would prolong the very refusals it waits out.
             return backlog_refusal(self.backlogs, self.buffer.memory, self.kept_share)
         return None
 
@@ -383,7 +391,11 @@ class Pipeline:
     def decide_due(self) -> None:
         """Decide every trace whose deadline has passed, and expire old decisions."""
         now = self.clock()
-        for trace in self.buffer.due(now):
+        cutoff = now
+        if self.buffer.memory < HOLD_MEMORY_SHARE * self.max_memory:
+            cutoff = self.hold.cutoff(now)
+        self.metrics.decision_hold.set(now - cutoff)
+        for trace in self.buffer.due(cutoff):
             self._decide(trace, now)
         if self.relief is not None:
             self.relief.observe(now)

@@ -130,6 +130,12 @@ class Metrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
+        self.decision_hold = Gauge(
+            "refinery_decision_hold_seconds",
+            "How far past their deadlines decisions now wait for spans this node refused "
+            "(senders retry them after the retry hint); 0 when none may still come back.",
+            registry=r,
+        )
         self.decision_failures = Counter(
             "refinery_decision_failures",
             "Unexpected errors while deciding or exporting a trace, or in the rest of a decision "

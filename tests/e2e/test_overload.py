@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.cluster_support import KEEP_ALL
@@ -11,14 +12,28 @@ from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until
 from tests.otlp_builders import request, span
 
 
-def write_config(directory: Path, backend: RecordingBackend) -> Path:
+def write_config(directory: Path, backend: RecordingBackend, **traces: str) -> Path:
     export = {
         "batch_timeout": "0s",
         "queue_max_bytes": "1MiB",
         "retry_max_interval": "500ms",
         "retry_max_elapsed": "10m",
     }
-    return harness.write_config(directory, backend, export=export)
+    return harness.write_config(directory, backend, export=export, **traces)
+
+
+KEEP_ERRORS_AND_FLAGGED = """
+RulesVersion: 2
+Samplers:
+  __default__:
+    RulesBasedSampler:
+      Rules:
+        - {Name: keep errors, SampleRate: 1, Conditions: [{Field: error, Operator: exists}]}
+        - Name: keep flagged
+          SampleRate: 1
+          Conditions: [{Field: app.flagged, Operator: "=", Value: true, Datatype: bool}]
+        - {Name: drop the rest, Drop: true}
+"""
 
 
 def test_a_backend_that_cannot_keep_up_gets_backpressure_not_drops(tmp_path: Path) -> None:
@@ -54,6 +69,50 @@ def test_a_backend_that_cannot_keep_up_gets_backpressure_not_drops(tmp_path: Pat
             backend.down = False
             wait_until(lambda: len(backend.spans()) == accepted, timeout=60, what="delivery")
             assert node.metric("refinery_export_spans_total", outcome="sent") == accepted
+
+
+def test_an_error_refused_by_a_full_export_queue_and_sent_again_late_is_rescued(
+    tmp_path: Path,
+) -> None:
+    """The root of a plain trace is accepted; the request with its error is refused (the export
+    queue is full) and sent again after the root's deadline. The trace is decided without it
+    (refusals for a full export queue are not waited out: buffered spans count toward that
+    queue), so the error comes late, and is kept: it meets `keep errors`, ahead of the rule that
+    dropped it."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(KEEP_ERRORS_AND_FLAGGED)
+    with RecordingBackend() as backend:
+        backend.down = True
+        config = write_config(tmp_path, backend, send_delay="3s", trace_timeout="30s")
+        with RefineryProcess(config, rules) as node:
+            address = address_of(node)
+            assert post(address, request(span(1, 1)).SerializeToString()) == 200
+            padding = "p" * 700
+            trace = 100
+            while post(address, flagged_trace(trace, padding)) == 200:  # fill the export queue
+                trace += 1
+                assert trace < 5000, "the node never pushed back"
+            error = request(span(1, 2, 1, error=True)).SerializeToString()
+            assert post(address, error) == 429
+            wait_until(
+                lambda: node.metric("refinery_traces_decided_total", decision="dropped") == 1,
+                what="the plain trace decided without its error",
+            )
+            assert node.metric("refinery_decision_hold_seconds") == 0
+            backend.down = False
+            while post(address, error) != 200:
+                time.sleep(0.3)
+            wait_until(lambda: f"{1:032x}" in backend.by_trace(), what="the error")
+            (received,) = backend.by_trace()[f"{1:032x}"]
+            assert received.attributes["meta.refinery.reason"] == "rules/trace/keep errors"
+            assert received.attributes["meta.refinery.send_reason"] == "trace_send_late_span"
+            assert node.metric("refinery_late_spans_total", decision="rescued") == 1
+
+
+def flagged_trace(trace: int, padding: str) -> bytes:
+    spans = [span(trace, 1, attrs={"app.flagged": True, "pad": padding})]
+    spans += [span(trace, n, 1, attrs={"pad": padding}) for n in range(2, 21)]
+    return request(*spans).SerializeToString()
 
 
 def test_a_relieving_node_decides_on_arrival_and_stays_ready(tmp_path: Path) -> None:

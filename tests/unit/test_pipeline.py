@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -12,6 +13,7 @@ from refinery_py.decide.engine import RulesEngine
 from refinery_py.model import Decision, KeptTrace, TraceView
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.pipeline import DECIDE_ERROR_REASON, Pipeline
+from refinery_py.pipeline.admission import backlog_refusal
 from refinery_py.telemetry import Metrics
 from tests.otlp_builders import request, span
 from tests.pipeline_support import Clock, Collecting
@@ -286,6 +288,20 @@ def test_a_failing_decider_keeps_the_trace() -> None:
     (kept,) = exporter.traces
     assert kept.decision.reason == DECIDE_ERROR_REASON
     assert exported_attributes(kept)[0]["meta.refinery.reason"] == DECIDE_ERROR_REASON
+
+
+@dataclass
+class Backlog:
+    queued_bytes: int
+    max_bytes: int
+
+
+def test_a_full_export_queue_refuses_and_says_how_full_in_tenths_of_a_mebibyte() -> None:
+    queue = Backlog(100 << 10, 1 << 20)
+    assert backlog_refusal([queue], 600 << 10, kept_share=1.0) is None
+    refusal = backlog_refusal([queue], 720 << 10, kept_share=1.0)
+    assert refusal is not None and refusal.retry_after > 0
+    assert "holds 0.1 of its 1.0 MiB and the buffer ~0.7 MiB more" in refusal.message
 
 
 def test_overload_refuses_with_a_retry_hint() -> None:

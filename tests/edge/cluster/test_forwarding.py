@@ -182,6 +182,8 @@ async def test_a_member_that_cannot_take_more_gets_the_request_refused() -> None
         taken = sum(1 for answer in answers if answer.accepted)
         assert a.forwarder.queued_spans == 3 * taken  # refused requests left nothing behind
         assert not a.buffered()
+        later = a.pipeline.clock() + 0.5
+        assert a.pipeline.hold.cutoff(later) < later, "a's decisions wait for the refused spans"
 
 
 async def test_requests_are_refused_while_forwarded_spans_wait_too_long() -> None:

@@ -85,6 +85,8 @@ def test_no_file_means_built_in_defaults() -> None:
     assert settings.traces.effective_decision_cache_ttl == 120.0
     assert settings.traces.decision_cache_max_memory == 256 * MiB
     assert settings.traces.max_memory == 0
+    assert settings.traces.refusal_wait == 10.0
+    assert parse_settings("traces:\n  refusal_wait: 0s", "c.yaml").traces.refusal_wait == 0
     assert settings.traces.memory_budget(8 * 1024 * MiB) == 4 * 1024 * MiB
     assert settings.limits.max_request_bytes == 16 * MiB
     assert settings.export.otlp is None
@@ -243,6 +245,7 @@ MISTAKES = [
         "(1m) is longer than retry_max_interval (30s)",
     ),
     ("store:\n  retention: 0s", 2, "store.retention must be greater than 0s, found 0s"),
+    ("traces:\n  refusal_wait: soon", 2, "traces.refusal_wait: 'soon' is not a duration"),
     ("cluster:\n  forward_linger: 1s", 2, "cluster.forward_linger must be at most 250ms, found 1s"),
     ("api:\n  token: [a]", 2, "api.token must be a string, found a list"),
     ("- listen", 1, "the file must be a mapping of keys to values, found a list"),
