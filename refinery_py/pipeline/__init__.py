@@ -8,6 +8,7 @@ pipeline.
 
 - `core`: intake, decisions, export, the ticker and shutdown;
 - `admission`: when to refuse a request (decisions behind, export queues that would overflow);
+- `hold`: how long decisions wait for the spans of refused requests to come back;
 - `membership`: the pipeline's side of a cluster (spans from other members, handoffs, owners
   changing);
 - `relief`: stress relief (deciding on arrival under sustained overload).
