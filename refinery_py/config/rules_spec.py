@@ -9,10 +9,10 @@ refinery_py goes further (fairness options), the docs say so.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from refinery_py.config.go_regex import GoRegex
 from refinery_py.config.schema_fields import option
 from refinery_py.config.units import Seconds
 
@@ -167,7 +167,7 @@ class ConditionSpec:
         choices=DATATYPES,
     )
     line: int = 0
-    pattern: re.Pattern[str] | None = None
+    pattern: GoRegex | None = None
     """The compiled regular expression of a `matches` condition."""
 
 

@@ -8,8 +8,8 @@ comparison operators live in `comparisons`.
 from __future__ import annotations
 
 import math
-import re
 
+from refinery_py.config.go_regex import GoRegex, GoRegexError, compile_go_regex
 from refinery_py.config.rules_spec import ConditionSpec
 from refinery_py.decide.comparisons import COMPARISON_OPERATORS, compile_comparison
 from refinery_py.decide.goconv import go_string, to_float, to_int
@@ -131,12 +131,12 @@ class Matches:
 
     __slots__ = ("_search",)
 
-    def __init__(self, pattern: re.Pattern[str]) -> None:
+    def __init__(self, pattern: GoRegex) -> None:
         self._search = pattern.search
 
     def test(self, value: FieldValue | None, /) -> bool:
         text = value if type(value) is str else go_string(value)
-        return self._search(text) is not None
+        return self._search(text)
 
 
 def _membership(operator: str, datatype: str | None, value: object) -> Predicate:
@@ -184,8 +184,8 @@ def compile_operator(spec: ConditionSpec) -> Predicate:
         pattern = spec.pattern
         if pattern is None:
             try:
-                pattern = re.compile(go_string(value))
-            except re.error:
+                pattern = compile_go_regex(go_string(value))
+            except GoRegexError:
                 return Never()
         return Matches(pattern)
     if operator == "has-root-span":

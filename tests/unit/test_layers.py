@@ -20,7 +20,7 @@ LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
         {"google", "opentelemetry", "orjson", "mypy_extensions", "librt"},
         EDGE_FRAMEWORKS,
     ),
-    "config": ({"model"}, {"yaml"}, EDGE_FRAMEWORKS),
+    "config": ({"model"}, {"yaml", "re2"}, EDGE_FRAMEWORKS),
     "assemble": ({"model", "config", "otlp"}, set(), CORE_FORBIDDEN),
     "decide": ({"model", "config"}, {"xxhash"}, CORE_FORBIDDEN),
     "telemetry": ({"model"}, {"prometheus_client"}, set()),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
+from refinery_py.config.go_regex import compile_go_regex
 from refinery_py.config.rules_spec import ConditionSpec, RulesBasedSpec, RuleSpec
 from refinery_py.decide import RulesBasedSampler, Sampler, build_sampler
 from refinery_py.model import FieldValue, SpanView
@@ -76,7 +76,7 @@ def cond(
         fields = tuple(field)
     if isinstance(value, list):
         value = tuple(value)
-    pattern = re.compile(str(value)) if operator == "matches" else None
+    pattern = compile_go_regex(str(value)) if operator == "matches" else None
     return ConditionSpec(
         fields=fields, operator=operator, value=value, datatype=datatype, pattern=pattern
     )

@@ -14,11 +14,11 @@ operators match absent fields). Every value is checked three ways:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import pytest
 
+from refinery_py.config.go_regex import compile_go_regex
 from refinery_py.config.rules_spec import ConditionSpec
 from refinery_py.model import FieldValue
 
@@ -277,6 +277,6 @@ def test_huge_int_compares_as_float_against_float_value() -> None:
 
 def test_pattern_search_uses_the_spec_pattern() -> None:
     spec = ConditionSpec(
-        fields=("f",), operator="matches", value="ignored", pattern=re.compile("^x")
+        fields=("f",), operator="matches", value="ignored", pattern=compile_go_regex("^x")
     )
     assert _one(spec, "xyz") is True
