@@ -18,7 +18,7 @@ _GO_BOOLS = {
 }
 _ATOI = re.compile(r"[+-]?[0-9]+")
 _PARSE_FLOAT = re.compile(
-    r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE
+    r"[+-]?(([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE
 )
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 

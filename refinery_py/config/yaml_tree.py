@@ -26,7 +26,7 @@ _FALSE = frozenset({"false", "False", "FALSE"})
 _TRUE_11 = _TRUE | {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"}
 _FALSE_11 = _FALSE | {"n", "N", "no", "No", "NO", "off", "Off", "OFF"}
 _INT = re.compile(r"[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
-_FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_FLOAT = re.compile(r"[-+]?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _SPECIAL_FLOATS = {
     ".inf": math.inf,
     ".Inf": math.inf,

@@ -17,9 +17,14 @@ MIN_INT64 = -(1 << 63)
 MAX_INT64 = (1 << 63) - 1
 
 _ATOI = re.compile(r"[+-]?[0-9]+", re.ASCII)
-_DEC_FLOAT = re.compile(r"[+-]?(?:[0-9_]+\.?[0-9_]*|\.[0-9_]+)(?:[eE][+-]?[0-9][0-9_]*)?", re.ASCII)
+# Each number is read one way only (`1(\.2)?`, not `1\.?2`): with two ways to split the digits,
+# a failed match tried all of them, and a long digit string in a span took seconds.
+_DEC_FLOAT = re.compile(
+    r"[+-]?(?:[0-9_]+(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][+-]?[0-9][0-9_]*)?", re.ASCII
+)
 _HEX_FLOAT = re.compile(
-    r"[+-]?0[xX](?:[0-9a-fA-F_]+\.?[0-9a-fA-F_]*|\.[0-9a-fA-F_]+)[pP][+-]?[0-9][0-9_]*", re.ASCII
+    r"[+-]?0[xX](?:[0-9a-fA-F_]+(?:\.[0-9a-fA-F_]*)?|\.[0-9a-fA-F_]+)[pP][+-]?[0-9][0-9_]*",
+    re.ASCII,
 )
 _BOOL_WORDS = {
     "1": True,

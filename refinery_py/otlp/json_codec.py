@@ -50,7 +50,7 @@ _SFIXED64 = struct.Struct("<q")
 _SFIXED32 = struct.Struct("<i")
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _DECIMAL = re.compile(r"-?[0-9]+", re.ASCII)
-_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 """JSON's number syntax (leading zeros tolerated): what a string may hold where a number goes.
 Python's int() and float() also take other scripts' digits, `_` and surrounding spaces."""
 
@@ -355,6 +355,14 @@ def _decode_bytes(entry: _Field, value: Any, where: str) -> bytes:
         raise MalformedPayload(f"{where}: not valid base64") from None
 
 
+def _shown(text: str) -> str:
+    """A string for an error message: whole when short, its start and length when not (a
+    request's value can be megabytes long, and the message goes to the sender and the log)."""
+    if len(text) <= 40:
+        return repr(text)
+    return f"{text[:40]!r}... ({len(text):,} characters)"
+
+
 def _float(value: Any, where: str) -> float:
     if isinstance(value, bool):
         raise MalformedPayload(f"{where}: expected a number, found a boolean")
@@ -366,7 +374,7 @@ def _float(value: Any, where: str) -> float:
             return special
         if _NUMBER.fullmatch(value):
             return float(value)
-        raise MalformedPayload(f"{where}: expected a number, found {value!r}")
+        raise MalformedPayload(f"{where}: expected a number, found {_shown(value)}")
     raise MalformedPayload(f"{where}: expected a number, found {_kind(value)}")
 
 
@@ -386,7 +394,7 @@ def _integer(entry: _Field, value: Any, where: str) -> int:
         elif _NUMBER.fullmatch(value) and float(value).is_integer():
             number = int(float(value))
         else:
-            raise MalformedPayload(f"{where}: expected an integer, found {value!r}")
+            raise MalformedPayload(f"{where}: expected an integer, found {_shown(value)}")
     else:
         raise MalformedPayload(f"{where}: expected an integer, found {_kind(value)}")
     low, high = _RANGES[entry.type]
