@@ -25,16 +25,17 @@ def test_traces_due_during_refusals_wait_until_the_last_refused_spans_may_be_bac
     assert hold.cutoff(back) == back
 
 
-def test_a_retry_refused_again_extends_the_wait_up_to_two_waits() -> None:
+def test_a_retry_refused_again_extends_the_wait_up_to_retries_waited_waits() -> None:
     hold = RefusalHold()
     wait = 2.0 + HOLD_MARGIN
     hold.refused(2.0, now=10.0)
     hold.refused(2.0, now=12.5)  # the retry, refused again
-    assert hold.cutoff(14.0) == 10.0
+    assert hold.cutoff(12.9) == 10.0, "still waiting for the first refusal's spans"
+    assert hold.cutoff(14.0) == 14.0 - RETRIES_WAITED * wait
     assert hold.cutoff(12.5 + wait) == 12.5 + wait, "the retry's spans are back"
     for now in (20.0, 22.5, 25.0, 27.5):  # refused again and again
         hold.refused(2.0, now)
-    assert hold.cutoff(23.0) == 20.0
+    assert hold.cutoff(22.0) == 20.0
     assert hold.cutoff(29.0) == 29.0 - RETRIES_WAITED * wait
 
 
