@@ -93,6 +93,7 @@ def summary_document(result: ReplayResult) -> dict[str, Any]:
             "spans": result.spans,
             "kept_spans": total.kept_spans,
             "late_spans": result.late_spans,
+            "rescued_spans": result.rescued_spans,
             "rejected_spans": result.rejected_spans,
             "duration_seconds": round(duration, 3),
             "kept_spans_per_sec": _per_second(total.kept_spans, duration),
@@ -170,7 +171,15 @@ def render(document: dict[str, Any], top_customers: int = 20) -> str:
         f"{totals['kept_spans']:,} spans = {totals['kept_spans_per_sec']:,.1f} kept spans/s",
     ]
     if totals["late_spans"]:
-        out.append(f"{totals['late_spans']:,} late spans arrived after their trace was decided")
+        rescued = totals["rescued_spans"]
+        out.append(
+            f"{totals['late_spans']:,} late spans arrived after their trace was decided"
+            + (
+                f" ({rescued:,} of dropped traces kept: they met an earlier keep rule)"
+                if rescued
+                else ""
+            )
+        )
     return "\n".join(out)
 
 

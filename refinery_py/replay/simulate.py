@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from refinery_py.assemble import BufferedTrace, DecisionCache, TraceBuffer
+from refinery_py.assemble.buffer import LateSpans
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.otlp.customer import customer_of
 from refinery_py.otlp.ingest import OriginInterner, split_request
@@ -45,6 +46,9 @@ class ReplayResult:
     traces: list[ReplayedTrace] = field(default_factory=list)
     spans: int = 0
     late_spans: int = 0
+    rescued_spans: int = 0
+    """Late spans of dropped traces kept because they met an earlier keep rule (see
+    `RulesBasedSampler.redecide`), as the pipeline keeps them."""
     rejected_spans: int = 0
     first_time: float | None = None
     last_time: float | None = None
@@ -107,14 +111,26 @@ class _Replay:
             result.spans += batch.span_count
             result.rejected_spans += batch.rejected
             arrivals = buffer.add(batch, now)
-            for late in arrivals.late.values():
+            for trace_id, late in arrivals.late.items():
                 result.late_spans += len(late.spans)
-                self.engine.count_late(late.decided.decision, len(late.spans), now)
+                self.follow_late(trace_id, late, now)
             for trace in arrivals.over_limit:
                 self.decide(trace, now)
         for trace in buffer.due(float("inf")):
             self.decide(trace, max(now, trace.deadline))
         return result
+
+    def follow_late(self, trace_id: bytes, late: LateSpans, now: float) -> None:
+        """What the pipeline does with late spans: a dropped trace's may rescue it."""
+        decision = late.decided.decision
+        if not decision.keep:
+            view = WireTrace(trace_id, late.spans, late.origins, late.root_index, self.field_plan)
+            rescued = self.engine.redecide(view, decision, now)
+            if rescued is not None and rescued.keep:
+                self.buffer.decisions.replace(trace_id, rescued, late.decided.send_reason)
+                self.result.rescued_spans += len(late.spans)
+                return
+        self.engine.count_late(decision, len(late.spans), now)
 
     def decide(self, trace: BufferedTrace, now: float) -> None:
         view = WireTrace(

@@ -13,6 +13,7 @@ from refinery_py.config.rules import parse_rules
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.decide.hashing import keep_for_rate
 from refinery_py.otlp.json import request_to_json
+from refinery_py.replay.report import render, summary_document
 from refinery_py.replay.simulate import ReplaySettings, replay
 from refinery_py.replay.sources import SourceError, read_requests
 from tests.otlp_builders import request, span
@@ -88,6 +89,7 @@ def test_the_recorded_timestamps_are_the_clock() -> None:
     )
     assert [t.span_count for t in result.traces] == [1]
     assert result.late_spans == 1
+    assert result.rescued_spans == 0
     # With a long send_delay both spans belong to the decision.
     result = replay(
         [first, later], RulesEngine(parse_rules(RULES, "r.yaml")), ReplaySettings(send_delay=60)
@@ -178,6 +180,26 @@ def test_cli_table_and_compare(tmp_path: Path, recording: Path) -> None:
     )
     human = rules_test("--rules", str(rules), "--compare", str(keep_all), str(recording))
     assert "traces decided differently" in human.stdout
+
+
+def test_a_late_error_rescues_its_dropped_trace_as_the_pipeline_does() -> None:
+    """The health check is dropped at its deadline; its failed child comes 30 s later and meets
+    `keep errors`, which comes first: the pipeline keeps it, and so does the replay's count."""
+    root = span(1, 1, attrs={"http.route": "/health"}, start=T0)
+    first = request(root, service="web").SerializeToString()
+    failed = span(1, 2, 1, error=True, start=T0 + 30 * SECOND)
+    later = request(failed, service="web").SerializeToString()
+    after = request(span(1, 3, 1, start=T0 + 31 * SECOND), service="web").SerializeToString()
+    result = replay(
+        [first, later, after],
+        RulesEngine(parse_rules(RULES, "r.yaml")),
+        ReplaySettings(send_delay=2),
+    )
+    (trace,) = result.traces
+    assert (trace.keep, trace.reason) == (False, "rules/trace/drop health")
+    assert (result.late_spans, result.rescued_spans) == (2, 1)
+    text = render(summary_document(result))
+    assert "2 late spans arrived after their trace was decided (1 of dropped traces kept" in text
 
 
 def test_cli_reports_unreadable_input(tmp_path: Path) -> None:
