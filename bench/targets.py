@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,9 +182,12 @@ class Refinery(Target):
         store: bool = False,
         *,
         front: bool = False,
+        overrides: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
         if front and not workers:
             raise ValueError("a trace-ID-routing front needs an explicit worker count")
+        self.overrides = overrides or {}
+        """Config keys to set, by section (`{"traces": {"refusal_wait": "0s"}}`)."""
         self.rules = rules
         self.workers = workers
         self.front = front
@@ -208,6 +212,13 @@ class Refinery(Target):
         return tuple(range(first, first + self.workers))
 
     def config(self) -> dict[str, object]:
+        config = self._base_config()
+        for section, values in self.overrides.items():
+            base = config.get(section)
+            config[section] = {**(base if isinstance(base, dict) else {}), **values}
+        return config
+
+    def _base_config(self) -> dict[str, object]:
         s = self.settings
         listen = {
             "otlp_grpc": f"127.0.0.1:{self.grpc_port}",
