@@ -288,10 +288,15 @@ class Pipeline:
             # A bug here must not fail the request that brought the spans (already buffered
             # with it): the late spans follow the decision made, as they would without rescues.
             self.metrics.decision_failures.inc()
-            if now - self._last_error_log > 10:
-                self._last_error_log = now
-                log.exception("redeciding trace %s for its late spans failed", late.trace_id)
+            self._log_failure(now, "redeciding trace %s for its late spans failed", late.trace_id)
             return None
+
+    def _log_failure(self, now: float, message: str, *args: object) -> None:
+        """Log the exception being handled, with its traceback, at most once per 10 s: a bug
+        that hits every trace must not flood the log."""
+        if now - self._last_error_log > 10:
+            self._last_error_log = now
+            log.exception(message, *args)
 
     # ---- decisions ----------------------------------------------------------------------
 
@@ -303,11 +308,9 @@ class Pipeline:
             # further, it would end the ticker or fail a front-door request already buffered.
             self.metrics.decision_failures.inc()
             self.metrics.decision_failed_spans.inc(len(trace.spans))
-            if now - self._last_error_log > 10:
-                self._last_error_log = now
-                log.exception(
-                    "deciding or exporting trace %s failed; it is lost", trace.trace_id.hex()
-                )
+            self._log_failure(
+                now, "deciding or exporting trace %s failed; it is lost", trace.trace_id.hex()
+            )
 
     def _decide_and_export(self, trace: BufferedTrace, now: float) -> None:
         view = WireTrace(
@@ -324,9 +327,7 @@ class Pipeline:
         except Exception:
             # A sampler bug must not lose data: keep the trace and say why.
             decision = Decision(True, 1, DECIDE_ERROR_REASON)
-            if now - self._last_error_log > 10:
-                self._last_error_log = now
-                log.exception("deciding trace %s failed; keeping it", view.trace_id)
+            self._log_failure(now, "deciding trace %s failed; keeping it", view.trace_id)
         self.marking.decided(view.asked)
         reason = trace.reason
         size = trace.span_bytes
