@@ -130,27 +130,18 @@ def test_late_spans_follow_the_decision() -> None:
     assert value(metrics, "refinery_late_spans_total", decision="kept") == 1
 
 
-RESCUE_RULES = """
-RulesVersion: 2
-Samplers:
-  __default__:
-    RulesBasedSampler:
-      Rules:
-        - Name: keep errors
-          SampleRate: 1
-          Conditions:
-            - Field: error
-              Operator: exists
-        - Name: keep server errors
+# RULES with a rule on the root between its two: late roots and late errors both matter.
+RESCUE_RULES = RULES.replace(
+    "        - Name: drop the rest",
+    """        - Name: keep server errors
           SampleRate: 1
           Conditions:
             - Field: root.http.status_code
               Operator: ">="
               Value: 500
               Datatype: int
-        - Name: drop the rest
-          Drop: true
-"""
+        - Name: drop the rest""",
+)
 
 
 def test_a_late_error_keeps_its_dropped_trace_from_then_on() -> None:
