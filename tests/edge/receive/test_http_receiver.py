@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from refinery_py.otlp.json import request_to_json
 from refinery_py.receive import HttpReceiver, Intake
+from refinery_py.receive.intake import DEFAULT_MAX_REQUEST_BYTES
 from refinery_py.telemetry import Metrics
 from tests.otlp_builders import request, span, trace_id
 from tests.otlp_nesting import in_span_attribute, nested
@@ -261,6 +262,22 @@ async def test_malformed_body_is_400_with_a_status_saying_why(
     reason = {"protocol": protocol, "reason": "malformed"}
     assert sample(metrics, "refinery_requests_rejected_total", **reason) == 1
     assert sink.offered == 0
+    await still_serves(client, sink)
+
+
+async def test_a_number_the_size_of_the_largest_request_is_400_and_said_in_short(
+    client: Client, sink: FakeSink
+) -> None:
+    """An `intValue` string of digits filling the default 16 MiB limit, one character short of
+    a number: the number syntax reads it in one pass (it used to try every split of the
+    digits, hours at this size), the answer is 400, and the message does not echo the value."""
+    body = _json_int("1" * (DEFAULT_MAX_REQUEST_BYTES - 200) + "x")
+    assert DEFAULT_MAX_REQUEST_BYTES - 100 < len(body) <= DEFAULT_MAX_REQUEST_BYTES
+    status, _, reply = await client.post(io.BytesIO(body), JSON)
+    assert status == 400
+    message = status_of(reply, JSON).message
+    assert "expected an integer" in message and "characters)" in message
+    assert len(message) < 300
     await still_serves(client, sink)
 
 
