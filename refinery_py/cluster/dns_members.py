@@ -20,6 +20,7 @@ import socket
 import time
 
 from refinery_py.cluster.membership import MembersChanged
+from refinery_py.cluster.stop_tasks import cancel_and_wait
 from refinery_py.model.addresses import join_host_port
 from refinery_py.telemetry.throttled_log import ThrottledLog
 
@@ -55,9 +56,7 @@ class DnsMembers:
     async def stop(self) -> None:
         self._changed = None
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
     def refresh(self) -> None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from refinery_py.cluster.handoff_codec import encode_handoff
+from refinery_py.cluster.stop_tasks import cancel_and_wait
 from refinery_py.model import Handoff, SpanBatch
 from refinery_py.otlp.batch_codec import encode_span_batch
 from refinery_py.telemetry import Metrics
@@ -271,9 +272,7 @@ class PeerLink:
                     break
                 await asyncio.wait({task}, timeout=0.1)
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait([task])
         state = self._state
         in_flight, queued = state.in_flight, list(state.queue)
         state.queue.clear()

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from refinery_py.cluster.membership import MembersChanged
+from refinery_py.cluster.stop_tasks import cancel_and_wait
 from refinery_py.telemetry.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
@@ -84,11 +85,7 @@ class RedisMembers:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         self._changed = None
         if self._client is not None:

@@ -14,7 +14,6 @@ Static and DNS clusters have no shared store: each member watches its own rules 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from refinery_py.cluster.stop_tasks import cancel_and_wait
 from refinery_py.telemetry.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,7 @@ class RulesSync:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         await self._client.aclose()
 
     async def publish(self, text: str, digest: str) -> None:
