@@ -499,7 +499,8 @@ class Node:
         """Shutdown, second phase: close the peer door, deliver what is forwarded, decide every
         trace still here, flush the exporters, stop the API."""
         if self.peer_door is not None:
-            await self.peer_door.stop()
+            with self._shutdown.phase("peer door"):
+                await self.peer_door.stop()
         if self.forwarder is not None:
             with self._shutdown.phase("peer links"):
                 self.pipeline.adopt_leftovers(await self.forwarder.close(SHUTDOWN_FLUSH_TIMEOUT))
@@ -507,14 +508,15 @@ class Node:
         log.info("shutting down: deciding %d buffered traces and flushing exports", waiting)
         with self._shutdown.phase("decide and flush"):
             await self.pipeline.shutdown(SHUTDOWN_FLUSH_TIMEOUT)
-        if self._ticker is not None:
-            await self._ticker
-        await self.api.stop()
-        await self.security.watcher.stop()
-        if self.rules_sync is not None:
-            await self.rules_sync.stop()
-        if self.store_reader is not None:
-            await self.store_reader.aclose()
+            if self._ticker is not None:
+                await self._ticker
+        with self._shutdown.phase("close"):
+            await self.api.stop()
+            await self.security.watcher.stop()
+            if self.rules_sync is not None:
+                await self.rules_sync.stop()
+            if self.store_reader is not None:
+                await self.store_reader.aclose()
         log.info("stopped (%s)", self._shutdown)
 
 
