@@ -425,8 +425,10 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             scheduled = loop.time() + self.tick
+            # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task every tick.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.tick)
+                async with asyncio.timeout(self.tick):
+                    await self._stopping.wait()
             self.lag = max(0.0, loop.time() - scheduled)
             self.metrics.decision_lag.set(self.lag)
             self.metrics.decision_tick_lag.observe(self.lag)
