@@ -296,8 +296,8 @@ def lose_forwarded_spans_with_a_worker(cluster: Cluster) -> None:
     traces = iter(cluster.traces(cluster.names[1], 30_000, 200))
 
     def every_worker_has_requests_waiting() -> bool:
-        # One request in flight, the rest queued behind it: what dies with the killed worker.
-        least = 3 * SPANS_PER_FORWARD
+        # One request in flight, one queued behind it: what dies with the killed worker.
+        least = 2 * SPANS_PER_FORWARD
         return all(
             node.metric("refinery_cluster_forward_queue_spans", worker=str(i)) >= least
             for i in range(2)
@@ -311,7 +311,9 @@ def lose_forwarded_spans_with_a_worker(cluster: Cluster) -> None:
                 break
             trace = next(traces)
             spans = [span(trace, n, 1) for n in range(2, 2 + SPANS_PER_FORWARD)]
-            assert post(node, request(*spans).SerializeToString()) == 200
+            # A worker whose queued spans have waited 0.5 s refuses (429), as it should; on a
+            # slow machine that can come before the other worker has its share, so go on.
+            assert post(node, request(*spans).SerializeToString()) in (200, 429)
         else:
             raise AssertionError("100 requests on their own connections never reached both workers")
         restart_a_worker(node)
