@@ -6,11 +6,14 @@ supplies the last 4 bytes) and which traces every policy must keep (errors, flag
 logs when each root span first arrived. Joining the two gives one latency per kept trace whose
 root was acknowledged in a time window. A must-keep trace that never reached the sink counts as
 infinitely late, so a server that falls behind or loses traces cannot look fast by omission.
+Given the traces whose error span reached the sink, a missing must-keep trace whose error did is
+counted as kept in part (its error rescued after the rest was dropped).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Container
 from dataclasses import dataclass
 
 from bench.payloads import PayloadSet, epoch_trace_id
@@ -27,7 +30,9 @@ class Latency:
     must_keep: int
     """Must-keep traces whose root was acknowledged in the window."""
     must_keep_missing: int
-    """Of those, how many never reached the sink."""
+    """Of those, how many never reached the sink (their root did not)."""
+    must_keep_partial: int = 0
+    """Of the missing, how many had an error span reach the sink without the root."""
 
     @property
     def complete(self) -> bool:
@@ -48,22 +53,26 @@ def measure(
     end: float,
     payloads: list[PayloadSet],
     arrivals: dict[bytes, float],
+    *,
+    errored: Container[bytes] = frozenset(),
 ) -> Latency:
     """Latency of the kept traces whose root was acknowledged in [start, end)."""
     delays: list[float] = []
-    must_keep = missing = 0
+    must_keep = missing = partial = 0
     for sender, index, epoch, acked in acks:
         if not start <= acked < end:
             continue
         payload = payloads[sender]
         for prefix in payload.roots[index]:
-            arrived = arrivals.get(epoch_trace_id(prefix, epoch))
+            trace_id = epoch_trace_id(prefix, epoch)
+            arrived = arrivals.get(trace_id)
             required = prefix in payload.must_keep
             must_keep += required
             if arrived is not None:
                 delays.append(arrived - acked)
             elif required:
                 missing += 1
+                partial += trace_id in errored
                 delays.append(math.inf)
     delays.sort()
     return Latency(
@@ -72,4 +81,5 @@ def measure(
         p99=percentile(delays, 0.99),
         must_keep=must_keep,
         must_keep_missing=missing,
+        must_keep_partial=partial,
     )

@@ -11,11 +11,12 @@ the values taking turns round after round on fresh servers so a slow spell of th
 on all of them.
 
 Per run it prints what the node accepted and refused; the must-keep traces (errors and flagged
-transactions) whose root was acknowledged in the measured phase, and how many of them never
-reached the sink (a kept trace's root is what the check looks for, so an error rescued after its
-root was dropped still counts as missing); the p99 decision latency (root acknowledged → root at
-the sink); the buffer's peak (sampled each second); and the late spans by what happened to
-them (kept, dropped, rescued).
+transactions) whose root was acknowledged in the measured phase, how many of them never
+reached the sink (a kept trace's root is what the check looks for), and of those, how many were
+kept in part (their error span reached the sink without the root: rescued after the rest of the
+trace was dropped); the p99 decision latency (root acknowledged → root at the sink); the
+buffer's peak (sampled each second); and the late spans by what happened to them (kept,
+dropped, rescued).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Run:
     refused_requests: int
     must_keep: int
     must_keep_missing: int
+    must_keep_partial: int
+    """Of the missing, how many had their error kept without the root (rescued)."""
     p99: float
     buffer_peak_bytes: float
     late: dict[str, float]
@@ -53,7 +56,8 @@ class Run:
         return (
             f"round {self.round} refusal_wait {self.wait}: accepted {self.accepted_per_second:,.0f}"
             f" spans/s, refused {self.refused_requests} requests; must-keep missing "
-            f"{self.must_keep_missing} of {self.must_keep}; p99 {self.p99:.2f} s; buffer peak "
+            f"{self.must_keep_missing} of {self.must_keep} ({self.must_keep_partial} kept in part)"
+            f"; p99 {self.p99:.2f} s; buffer peak "
             f"{self.buffer_peak_bytes / 2**20:,.0f} MiB; late spans: {late or 'none'}"
         )
 
@@ -88,6 +92,7 @@ def measure(
         time.sleep(args.warm)
         senders.report("warm")
         sink.take_roots()
+        sink.take_errored()
         start = time.monotonic()
         senders.phase("measured", args.rate)
         peak = 0.0
@@ -99,7 +104,9 @@ def measure(
         senders.pause()
         # Every trace acknowledged in the phase decided and exported, refusal waits included.
         time.sleep(settings.send_delay + args.settle)
-        measured = latency.measure(acks, start, end, payloads, sink.take_roots())
+        measured = latency.measure(
+            acks, start, end, payloads, sink.take_roots(), errored=sink.take_errored()
+        )
         late = late_spans(node._metrics())
     finally:
         senders.pause()
@@ -111,6 +118,7 @@ def measure(
         stats.rejected_requests,
         measured.must_keep,
         measured.must_keep_missing,
+        measured.must_keep_partial,
         measured.p99,
         peak,
         late,
@@ -123,7 +131,8 @@ def summary(runs: list[Run]) -> list[str]:
         mine = [r for r in runs if r.wait == wait]
         lines.append(
             f"refusal_wait {wait}: must-keep missing {sum(r.must_keep_missing for r in mine)} "
-            f"of {sum(r.must_keep for r in mine)} in {len(mine)} runs; p99 median "
+            f"of {sum(r.must_keep for r in mine)} in {len(mine)} runs "
+            f"({sum(r.must_keep_partial for r in mine)} kept in part); p99 median "
             f"{statistics.median(r.p99 for r in mine):.2f} s; buffer peak median "
             f"{statistics.median(r.buffer_peak_bytes for r in mine) / 2**20:,.0f} MiB; "
             f"accepted median {statistics.median(r.accepted_per_second for r in mine):,.0f}"

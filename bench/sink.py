@@ -4,7 +4,9 @@
 
 Each request is parsed (upb) — the sink only sees kept traffic, a tenth or so of what the server
 under test receives — to count spans exactly and to note, for every root span (no parent), when
-its trace first reached the sink (CLOCK_MONOTONIC, comparable across processes on one machine).
+its trace first reached the sink (CLOCK_MONOTONIC, comparable across processes on one machine),
+and which traces had an error span (status ERROR) reach it: a trace whose error was kept without
+its root (rescued after the trace was dropped) is kept in part.
 The benchmark runner starts it as a process (`sink_main`) and asks over a pipe for the counts and
 for the root receive times, which it joins with the senders' root acknowledgements to get the
 decision latency. gzip-compressed exports are inflated by grpc itself. `down()` makes it answer
@@ -25,6 +27,8 @@ import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 _SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+_ERROR = 2
+"""Status.StatusCode STATUS_CODE_ERROR."""
 
 
 class Sink:
@@ -35,6 +39,7 @@ class Sink:
         self.spans = 0
         self.bytes = 0
         self.roots: dict[bytes, float] = {}
+        self.errored: set[bytes] = set()
         self.down = False
         self._lock = threading.Lock()
 
@@ -44,16 +49,19 @@ class Sink:
         now = time.monotonic()
         spans = 0
         roots: list[bytes] = []
+        errored: list[bytes] = []
         for resource_spans in ExportTraceServiceRequest.FromString(request).resource_spans:
             for scope_spans in resource_spans.scope_spans:
                 spans += len(scope_spans.spans)
                 roots.extend(s.trace_id for s in scope_spans.spans if not s.parent_span_id)
+                errored.extend(s.trace_id for s in scope_spans.spans if s.status.code == _ERROR)
         with self._lock:
             self.requests += 1
             self.spans += spans
             self.bytes += len(request)
             for trace_id in roots:
                 self.roots.setdefault(trace_id, now)
+            self.errored.update(errored)
         return b""  # an empty ExportTraceServiceResponse: full success
 
     def counts(self) -> tuple[int, int, int]:
@@ -64,6 +72,11 @@ class Sink:
         with self._lock:
             roots, self.roots = self.roots, {}
             return roots
+
+    def take_errored(self) -> set[bytes]:
+        with self._lock:
+            errored, self.errored = self.errored, set()
+            return errored
 
 
 def serve(port: int) -> tuple[grpc.Server, Sink, int]:
@@ -83,7 +96,8 @@ def serve(port: int) -> tuple[grpc.Server, Sink, int]:
 
 
 def sink_main(port: int, conn: Connection) -> None:
-    """The sink as the runner's child process: answers `counts`, `roots` and `stop`."""
+    """The sink as the runner's child process: answers `counts`, `roots`, `errored` and
+    `stop`."""
     server, sink, bound = serve(port)
     conn.send(("ready", bound))
     while True:
@@ -92,6 +106,8 @@ def sink_main(port: int, conn: Connection) -> None:
             conn.send(sink.counts())
         elif command == "roots":
             conn.send(sink.take_roots())
+        elif command == "errored":
+            conn.send(sink.take_errored())
         elif command in ("down", "up"):
             sink.down = command == "down"
             conn.send(sink.down)
@@ -126,6 +142,12 @@ class SinkProcess:
         self._pipe.send("roots")
         roots: dict[bytes, float] = self._pipe.recv()
         return roots
+
+    def take_errored(self) -> set[bytes]:
+        """Trace IDs of the error spans that arrived since the last call."""
+        self._pipe.send("errored")
+        errored: set[bytes] = self._pipe.recv()
+        return errored
 
     def down(self) -> None:
         """Answer every export UNAVAILABLE from now on (until `up`)."""
