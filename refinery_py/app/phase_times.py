@@ -93,18 +93,27 @@ def _arm_thread_dump() -> None:
 
 def await_chain(task: asyncio.Task[object]) -> str:
     """Where a task is suspended: its coroutine, what that awaits, and so on down, innermost
-    last (`a (file.py:10) -> b (other.py:20) -> Future`)."""
+    last (`a (file.py:10) -> b (other.py:20) -> Future`); through an awaited task into where
+    that one waits (`-> task heartbeat -> c (file.py:30) -> ...`)."""
     links: list[str] = []
     awaited: object = task.get_coro()
     while awaited is not None and len(links) < 40:
         frame = _frame_of(awaited)
         if frame is None:
-            # `async for` awaits a wrapper (async_generator_asend) that holds the generator.
-            inner = next((r for r in gc.get_referents(awaited) if _frame_of(r)), None)
-            if inner is None:
+            # What has no frame wraps what is awaited: `async for` awaits an
+            # async_generator_asend that holds the generator, `await task` an iterator that
+            # holds the task.
+            inner = gc.get_referents(awaited)
+            awaited_task = next((r for r in inner if isinstance(r, asyncio.Task)), None)
+            if awaited_task is not None and awaited_task is not task:
+                links.append(f"task {awaited_task.get_name()}")
+                awaited = awaited_task.get_coro()
+                continue
+            generator = next((r for r in inner if _frame_of(r)), None)
+            if generator is None:
                 links.append(type(awaited).__name__)
                 break
-            awaited = inner
+            awaited = generator
             continue
         code = frame.f_code
         links.append(f"{code.co_name} ({os.path.basename(code.co_filename)}:{frame.f_lineno})")

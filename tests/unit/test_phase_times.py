@@ -67,3 +67,18 @@ async def test_the_chain_of_a_task_that_has_not_started_is_its_coroutine() -> No
     task = asyncio.create_task(_leave(asyncio.Event()))
     assert await_chain(task).startswith("_leave (test_phase_times.py:")
     task.cancel()
+
+
+async def test_the_chain_goes_on_into_a_task_that_is_awaited() -> None:
+    heartbeat = asyncio.create_task(_wait_for_peer(asyncio.Event()), name="heartbeat")
+
+    async def stop() -> None:
+        await heartbeat
+
+    stopping = asyncio.create_task(stop())
+    await asyncio.sleep(0)
+    chain = await_chain(stopping)
+    names = [link.split(" (")[0] for link in chain.split(" -> ")]
+    assert names[:4] == ["stop", "task heartbeat", "_wait_for_peer", "wait"], chain
+    heartbeat.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
