@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PEER := bench/peers/bin/otelcol-bench
 JAEGER := bench/peers/bin/jaeger
+JS_SENDER := tests/peers/js/node_modules/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers jaeger system-deps clean docs compiled
+.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers jaeger js-sender system-deps clean docs compiled
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery_py needs Python 3.11+"'
@@ -27,8 +28,9 @@ run: $(STAMP) compiled
 	$(BIN)/refinery-py serve $(if $(CONFIG),--config $(CONFIG))
 
 ## make test: every quality gate and the whole test suite (builds or installs the real servers the
-## tests run: the Collector and Jaeger from the Go module proxy, Redis and Prometheus from Debian)
-test: $(STAMP) compiled peers system-deps lint typecheck
+## tests run: the Collector and Jaeger from the Go module proxy, Redis and Prometheus from Debian,
+## the OpenTelemetry JS SDK from the npm registry)
+test: $(STAMP) compiled peers system-deps js-sender lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -73,10 +75,19 @@ $(JAEGER): bench/peers/jaeger/go.mod bench/peers/jaeger/go.sum
 	cd bench/peers/jaeger && go build -trimpath -ldflags="-s -w" -o ../bin/jaeger \
 	  github.com/jaegertracing/jaeger/cmd/jaeger
 
+## make js-sender: the OpenTelemetry JS SDK (tests/peers/js, versions pinned in its lock file), an
+## OTLP/JSON sender for the tests
+js-sender: $(JS_SENDER)
+
+$(JS_SENDER): tests/peers/js/package.json tests/peers/js/package-lock.json | system-deps
+	cd tests/peers/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # Servers the tests run for real, from Debian, as command:package; apt-get installs what is
 # missing. The tests start their own instances on free ports (Redis on a Unix socket) with their
 # own data directories; packaged services are stopped and disabled so they sit on no port.
-SYSTEM_DEPS := redis-server:redis-server prometheus:prometheus promtool:prometheus
+SYSTEM_DEPS := redis-server:redis-server prometheus:prometheus promtool:prometheus node:nodejs \
+  npm:npm
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -94,4 +105,5 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache refinery-data build/compiled
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache refinery-data build/compiled \
+	  tests/peers/js/node_modules
