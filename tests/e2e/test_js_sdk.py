@@ -1,10 +1,11 @@
-"""The OpenTelemetry JS SDK as the sender: OTLP/JSON as browsers and Node.js services write it.
+"""The OpenTelemetry JS SDK as the sender: OTLP/HTTP as browsers and Node.js services write it.
 
 The bytes are the JS SDK's own (tests/peers/js, installed by `make test` from the npm registry at
-the versions its lock file pins): integers as JSON numbers, IDs as hex, span `flags`, empty
-`links` lists, and request bodies sent in chunks with no Content-Length. The default rules must
-keep the failed checkout whole and drop the health check, and what reaches the backend must be
-what the SDK sent, value types included.
+the versions its lock file pins), in both its encodings: JSON (integers as JSON numbers, IDs as
+hex, empty `links` lists) and protobuf (its own encoder, not Python's); both carry span `flags`
+and come in request bodies sent in chunks with no Content-Length. The default rules must keep
+the failed checkout whole and drop the health check, and what reaches the backend must be what
+the SDK sent, value types included.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.harness import REPO, RecordingBackend, RefineryProcess, wait_until, write_config
 
 SENDER = REPO / "tests" / "peers" / "js"
 
 
-def send_with_the_js_sdk(endpoint: str) -> dict[str, str]:
+def send_with_the_js_sdk(endpoint: str, encoding: str) -> dict[str, str]:
     node = shutil.which("node")
     if node is None or not (SENDER / "node_modules").is_dir():
         raise RuntimeError("the JS sender is not installed: run `make test` (make js-sender)")
     done = subprocess.run(
-        [node, str(SENDER / "send.cjs"), endpoint],
+        [node, str(SENDER / "send.cjs"), endpoint, encoding],
         capture_output=True,
         text=True,
         timeout=60,
@@ -35,11 +38,14 @@ def send_with_the_js_sdk(endpoint: str) -> dict[str, str]:
     return ids
 
 
-def test_the_js_sdks_json_is_decided_and_forwarded_as_sent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_the_js_sdks_traces_are_decided_and_forwarded_as_sent(
+    tmp_path: Path, encoding: str
+) -> None:
     with RecordingBackend() as backend:
         config = write_config(tmp_path, backend, send_delay="200ms")
         with RefineryProcess(config, REPO / "rules" / "default.yaml") as node:
-            ids = send_with_the_js_sdk(node.http_endpoint)
+            ids = send_with_the_js_sdk(node.http_endpoint, encoding)
             wait_until(
                 lambda: node.metric("refinery_traces_decided_total") == 2,
                 what="both traces decided",

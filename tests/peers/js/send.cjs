@@ -1,11 +1,16 @@
-// The OpenTelemetry JS SDK as a sender for refinery_py's tests: OTLP/HTTP with the SDK's own JSON
-// encoding (numbers as JSON numbers, IDs as hex, chunked request bodies), bytes refinery_py did
-// not write. Sends two traces, a failed checkout and a health check, and prints their trace IDs.
+// The OpenTelemetry JS SDK as a sender for refinery_py's tests: OTLP/HTTP in the SDK's own JSON
+// (numbers as JSON numbers, IDs as hex, chunked request bodies) or protobuf encoding, bytes
+// refinery_py did not write. Sends two traces, a failed checkout and a health check, and prints
+// their trace IDs.
 //
-// Usage: node send.cjs http://127.0.0.1:PORT/v1/traces
+// Usage: node send.cjs http://127.0.0.1:PORT/v1/traces json|protobuf
 const { context, trace, SpanKind, SpanStatusCode } = require("@opentelemetry/api");
 const { TracerProvider, SimpleSpanProcessor } = require("@opentelemetry/sdk-trace");
-const { OTLPTraceExporter } = require("@opentelemetry/exporter-trace-otlp-http");
+const encodings = {
+  json: () => require("@opentelemetry/exporter-trace-otlp-http"),
+  protobuf: () => require("@opentelemetry/exporter-trace-otlp-proto"),
+};
+const { OTLPTraceExporter } = encodings[process.argv[3] || "json"]();
 const { resourceFromAttributes } = require("@opentelemetry/resources");
 
 const exporter = new OTLPTraceExporter({ url: process.argv[2] });
