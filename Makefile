@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 PEER := bench/peers/bin/otelcol-bench
 JAEGER := bench/peers/bin/jaeger
 JS_SENDER := tests/peers/js/node_modules/.installed
+JAVA_SENDER := tests/peers/java/lib/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers jaeger js-sender system-deps clean docs compiled
+.PHONY: run test lint typecheck unit edge e2e fmt bench bench-quick peers jaeger js-sender java-sender system-deps clean docs compiled
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery_py needs Python 3.11+"'
@@ -29,8 +30,8 @@ run: $(STAMP) compiled
 
 ## make test: every quality gate and the whole test suite (builds or installs the real servers the
 ## tests run: the Collector and Jaeger from the Go module proxy, Redis and Prometheus from Debian,
-## the OpenTelemetry JS SDK from the npm registry)
-test: $(STAMP) compiled peers system-deps js-sender lint typecheck
+## the OpenTelemetry JS and Java SDKs from the npm registry and Maven Central)
+test: $(STAMP) compiled peers system-deps js-sender java-sender lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -83,11 +84,21 @@ $(JS_SENDER): tests/peers/js/package.json tests/peers/js/package-lock.json | sys
 	cd tests/peers/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+## make java-sender: the OpenTelemetry Java SDK's jars (tests/peers/java/pom.xml pins them) in
+## tests/peers/java/lib, for Send.java, an OTLP/HTTP protobuf sender for the tests
+java-sender: $(JAVA_SENDER)
+
+$(JAVA_SENDER): tests/peers/java/pom.xml | system-deps
+	rm -rf tests/peers/java/lib
+	mvn -q -B -Dstyle.color=never -f tests/peers/java/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=lib
+	touch $@
+
 # Servers the tests run for real, from Debian, as command:package; apt-get installs what is
 # missing. The tests start their own instances on free ports (Redis on a Unix socket) with their
 # own data directories; packaged services are stopped and disabled so they sit on no port.
 SYSTEM_DEPS := redis-server:redis-server prometheus:prometheus promtool:prometheus node:nodejs \
-  npm:npm
+  npm:npm javac:default-jdk-headless mvn:maven
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -106,4 +117,4 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache refinery-data build/compiled \
-	  tests/peers/js/node_modules
+	  tests/peers/js/node_modules tests/peers/java/lib
