@@ -77,7 +77,7 @@ $(JAEGER): bench/peers/jaeger/go.mod bench/peers/jaeger/go.sum
 	  github.com/jaegertracing/jaeger/cmd/jaeger
 
 ## make js-sender: the OpenTelemetry JS SDK (tests/peers/js, versions pinned in its lock file), an
-## OTLP/JSON sender for the tests
+## OTLP/HTTP sender (JSON and protobuf) for the tests
 js-sender: $(JS_SENDER)
 
 $(JS_SENDER): tests/peers/js/package.json tests/peers/js/package-lock.json | system-deps
@@ -94,8 +94,8 @@ $(JAVA_SENDER): tests/peers/java/pom.xml | system-deps
 	  -DoutputDirectory=lib
 	touch $@
 
-# Servers the tests run for real, from Debian, as command:package; apt-get installs what is
-# missing. The tests start their own instances on free ports (Redis on a Unix socket) with their
+# Servers and toolchains the tests run for real, from Debian, as command:package; apt-get installs
+# what is missing. The tests start their own instances on free ports (Redis on a Unix socket) with their
 # own data directories; packaged services are stopped and disabled so they sit on no port.
 SYSTEM_DEPS := redis-server:redis-server prometheus:prometheus promtool:prometheus node:nodejs \
   npm:npm javac:default-jdk-headless mvn:maven
