@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from refinery_py.config.settings import MiB
 from refinery_py.model import Admission, ExportBacklog
-
-MIB = 1 << 20
 
 EXPORT_ROOM = 0.8
 """Admission keeps an export queue's expected use (queued + the buffer's kept share) below this
@@ -46,8 +45,8 @@ def backlog_refusal(
                 False,
                 retry_after=2.0,
                 message=(
-                    f"overloaded: the export queue holds {backlog.queued_bytes / MIB:.1f} of its "
-                    f"{backlog.max_bytes / MIB:.1f} MiB and the buffer ~{coming / MIB:.1f} MiB "
+                    f"overloaded: the export queue holds {backlog.queued_bytes / MiB:.1f} of its "
+                    f"{backlog.max_bytes / MiB:.1f} MiB and the buffer ~{coming / MiB:.1f} MiB "
                     "more to be kept; the backend is not keeping up"
                 ),
             )
