@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from itertools import compress
 from typing import TypeVar
 
 from refinery_py.model import SpanBatch
@@ -14,40 +13,38 @@ K = TypeVar("K", bound=Hashable)
 def split_by(batch: SpanBatch, destination_of: Callable[[bytes], K]) -> dict[K, SpanBatch]:
     """The batch's spans grouped by `destination_of(trace_id)`; empty groups are absent.
 
-    The destination is computed once per distinct trace; the spans are then filtered per
-    destination with `itertools.compress`, so the per-span work is a dict lookup and C-level
-    copying. Rejected-span counts stay with the caller, since they were already reported to the
-    client.
+    The destination is computed once per distinct trace. When every span goes to one place (an
+    owner checking what it was sent, one node on its own) the batch itself is that group, not a
+    copy; otherwise each span is appended to its group in one pass. Rejected-span counts stay
+    with the caller, since they were already reported to the client.
     """
     trace_ids = batch.trace_ids
-    cache: dict[bytes, K] = {}
-
-    def destination(trace_id: bytes) -> K:
-        found = cache.get(trace_id)
-        if found is None:
-            found = cache[trace_id] = destination_of(trace_id)
-        return found
-
-    targets = [destination(trace_id) for trace_id in trace_ids]
-    distinct = set(cache.values())
-    if len(distinct) == 1:
-        (only,) = distinct
-        part = SpanBatch(list(trace_ids), list(batch.spans), list(batch.origins))
-        part.root_positions = set(batch.root_positions)
-        return {only: part}
-    parts: dict[K, SpanBatch] = {}
-    for target in distinct:
-        mask = [t == target for t in targets]
-        part = SpanBatch(
-            list(compress(trace_ids, mask)),
-            list(compress(batch.spans, mask)),
-            list(compress(batch.origins, mask)),
-        )
-        if batch.root_positions:
-            # A root's position in the part is the number of the part's spans before it.
-            position = {index: n for n, index in enumerate(compress(range(len(mask)), mask))}
-            part.root_positions = {
-                position[r] for r in batch.root_positions if targets[r] == target
-            }
-        parts[target] = part
+    targets: dict[bytes, K] = {}
+    for trace_id in trace_ids:
+        if trace_id not in targets:
+            targets[trace_id] = destination_of(trace_id)
+    distinct = set(targets.values())
+    if len(distinct) <= 1:
+        return dict.fromkeys(distinct, batch)
+    parts = {target: SpanBatch() for target in distinct}
+    # The lists themselves, not the batches: attribute reads per span would cost more than the
+    # appends.
+    lists_of = {
+        trace_id: (part.trace_ids, part.spans, part.origins, part.root_positions)
+        for trace_id, part in ((t, parts[target]) for t, target in targets.items())
+    }
+    spans = batch.spans
+    origins = batch.origins
+    roots = sorted(batch.root_positions)
+    next_root = 0
+    root = roots[0] if roots else -1
+    for index, trace_id in enumerate(trace_ids):
+        ids, its_spans, its_origins, its_roots = lists_of[trace_id]
+        if index == root:
+            its_roots.add(len(its_spans))  # its position in the part
+            next_root += 1
+            root = roots[next_root] if next_root < len(roots) else -1
+        ids.append(trace_id)
+        its_spans.append(spans[index])
+        its_origins.append(origins[index])
     return parts

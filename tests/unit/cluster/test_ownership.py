@@ -104,3 +104,13 @@ def test_split_keeps_every_span_with_its_origin_and_root_flag() -> None:
             assert part.trace_ids[index] == trace_ids[n % 50]
             assert (index in part.root_positions) == (n % 7 == 0)
     assert sorted(seen) == list(range(200))
+
+
+def test_split_to_one_destination_is_the_batch_itself() -> None:
+    # An owner checks every batch it is sent; copying it when all of it stays would be waste.
+    placement = Placement.single("a:1")
+    batch = SpanBatch(ids(5, seed=4), [b"s%d" % n for n in range(5)], [Origin(b"r", b"s")] * 5)
+    batch.root_positions.add(2)
+    assert split_by(batch, placement.node_of) == {"a:1": batch}
+    assert split_by(batch, placement.node_of)["a:1"] is batch
+    assert split_by(SpanBatch(), placement.node_of) == {}
