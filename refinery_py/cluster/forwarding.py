@@ -33,6 +33,7 @@ from refinery_py.cluster.link import ForwardLedger, LinkTls, Outgoing, PeerLink
 from refinery_py.cluster.ownership import Placement, worker_of
 from refinery_py.cluster.router import split_by
 from refinery_py.model import HandedOffDecision, HandedOffTrace, Handoff, SpanBatch
+from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Forwarder:
         self._secret = secret
         self._queue_max_bytes = queue_max_bytes
         self._ledger = ForwardLedger(metrics)
+        self._origins = OriginInterner()
+        """For the queued spans it takes back to route again (see `Outgoing`)."""
         self._links: dict[str, PeerLink] = {}
         self._directory: dict[str, tuple[str, ...]] = {}
         """Worker doors of other nodes, learned from their answers."""
@@ -134,10 +137,11 @@ class Forwarder:
                 misplaced.update(part.trace_ids)
             return Routed(local, misplaced=frozenset(misplaced))
         links = {door: self._link(door) for door in parts}
+        sizes = {door: part.byte_size for door, part in parts.items()}
         now = time.monotonic()
-        for door, part in parts.items():
+        for door in parts:
             link = links[door]
-            if not link.has_room(part.byte_size):
+            if not link.has_room(sizes[door]):
                 return Routed(
                     SpanBatch(),
                     refused=f"overloaded: spans for the member at {door} are queueing up",
@@ -154,7 +158,7 @@ class Forwarder:
                     f"{waited:.1f} s to be delivered",
                 )
         for door, part in parts.items():
-            links[door].offer(Outgoing.of_spans(part, hops + 1))
+            links[door].offer(Outgoing.of_spans(part, hops + 1, sizes[door]))
             if hops:
                 self._relayed.inc(part.span_count)
             else:
@@ -258,8 +262,9 @@ class Forwarder:
         mine = Handoff()
         moved = 0
         for item in items:
-            if item.batch is not None:
-                for door, part in split_by(item.batch, self.destination).items():
+            batch = item.batch(self._origins)
+            if batch is not None:
+                for door, part in split_by(batch, self.destination).items():
                     if door == LOCAL:
                         _spans_as_traces(part, mine)
                         continue
@@ -332,8 +337,9 @@ class Forwarder:
         leftovers = await asyncio.gather(*(link.close(timeout) for link in links))
         kept = Handoff()
         for item in (item for items in leftovers for item in items):
-            if item.batch is not None:
-                _spans_as_traces(item.batch, kept)
+            batch = item.batch(self._origins)
+            if batch is not None:
+                _spans_as_traces(batch, kept)
             elif item.handoff is not None:
                 kept.traces.extend(item.handoff.traces)
                 kept.decisions.extend(item.handoff.decisions)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import struct
 from array import array
-from itertools import accumulate, pairwise
+
+from mypy_extensions import i64
 
 from refinery_py.model import Origin, SpanBatch
 from refinery_py.otlp.errors import MalformedPayload
@@ -39,13 +40,18 @@ def encode_span_batch(batch: SpanBatch) -> bytes:
     index_of: dict[int, int] = {}
     origins: list[Origin] = []
     origin_indexes = array("H")
+    last: Origin | None = None
+    index = 0
     for origin in batch.origins:
-        index = index_of.get(id(origin))
-        if index is None:
-            if len(origins) == _MAX_ORIGINS:
-                raise ValueError("too many distinct resources in one batch")
-            index = index_of[id(origin)] = len(origins)
-            origins.append(origin)
+        # The spans of one resource and scope come together: most skip the lookup.
+        if origin is not last:
+            found = index_of.get(id(origin))
+            if found is None:
+                if len(origins) == _MAX_ORIGINS:
+                    raise ValueError("too many distinct resources in one batch")
+                found = index_of[id(origin)] = len(origins)
+                origins.append(origin)
+            index, last = found, origin
         origin_indexes.append(index)
     origin_table = b"".join(
         _LENGTH.pack(len(o.resource_fields))
@@ -54,21 +60,18 @@ def encode_span_batch(batch: SpanBatch) -> bytes:
         + o.scope_fields
         for o in origins
     )
-    roots = array("I", sorted(batch.root_positions))
-    lengths = array("I", map(len, batch.spans))
-    body = b"".join(
-        (
-            origin_table,
-            b"".join(batch.trace_ids),
-            origin_indexes.tobytes(),
-            roots.tobytes(),
-            lengths.tobytes(),
-            *batch.spans,
-        )
-    )
-    count = len(batch.spans)
-    header = _HEADER.pack(MAGIC, 12 + len(body), count, len(origins), len(roots))
-    return header + body
+    spans = batch.spans
+    roots = array("I", sorted(batch.root_positions)).tobytes()
+    lengths = array("I", map(len, spans))
+    trace_ids = b"".join(batch.trace_ids)
+    indexes = origin_indexes.tobytes()
+    record_length = 12 + len(origin_table) + len(trace_ids) + len(indexes) + len(roots)
+    record_length += 4 * len(lengths) + sum(lengths)
+    header = _HEADER.pack(MAGIC, record_length, len(spans), len(origins), len(batch.root_positions))
+    # One join, header included: each span's bytes are copied once.
+    parts = [header, origin_table, trace_ids, indexes, roots, lengths.tobytes()]
+    parts.extend(spans)
+    return b"".join(parts)
 
 
 def decode_span_batches(body: bytes, origins: OriginInterner) -> SpanBatch:
@@ -118,22 +121,23 @@ def _decode_record(
         raise MalformedPayload("span batch record counts do not fit its length")
     ids_end = pos + 16 * count
     trace_ids = [body[i : i + 16] for i in range(pos, ids_end, 16)]
-    indexes = array("H")
-    indexes.frombytes(body[ids_end : ids_end + 2 * count])
+    indexes: tuple[int, ...] = struct.unpack_from(f"<{count}H", body, ids_end)
     pos = ids_end + 2 * count
-    roots = array("I")
-    roots.frombytes(body[pos : pos + 4 * root_count])
+    roots: tuple[int, ...] = struct.unpack_from(f"<{root_count}I", body, pos)
     pos += 4 * root_count
-    lengths = array("I")
-    lengths.frombytes(body[pos : pos + 4 * count])
+    lengths: tuple[int, ...] = struct.unpack_from(f"<{count}I", body, pos)
     pos += 4 * count
-    if len(trace_ids) != count or len(lengths) != count or pos + sum(lengths) != end:
+    if pos + sum(lengths) != end:
         raise MalformedPayload("span batch record lengths do not add up")
     if (count and max(indexes) >= origin_count) or any(r >= count for r in roots):
         raise MalformedPayload("span batch record refers to a missing origin or span")
-    ends = list(accumulate(lengths, initial=pos))
     first = len(batch.spans)
     batch.trace_ids.extend(trace_ids)
-    batch.spans.extend([body[a:b] for a, b in pairwise(ends)])
+    spans = batch.spans
+    start: i64 = pos
+    for length in lengths:
+        stop: i64 = start + length
+        spans.append(body[start:stop])
+        start = stop
     batch.origins.extend([table[i] for i in indexes])
-    batch.root_positions.update(first + r for r in roots)
+    batch.root_positions.update([first + r for r in roots])
