@@ -36,23 +36,41 @@ def is_span_batch(body: bytes) -> bool:
 
 
 def encode_span_batch(batch: SpanBatch) -> bytes:
-    """One record holding `batch`'s spans (its rejected count stays where it was reported)."""
+    """`batch`'s spans as records (its rejected count stays where it was reported).
+
+    One record, unless the spans have more distinct origins than a record's table holds (a
+    request may carry that many resources or scopes): then one record per that many.
+    """
     index_of: dict[int, int] = {}
     origins: list[Origin] = []
     origin_indexes = array("H")
     last: Origin | None = None
     index = 0
-    for origin in batch.origins:
+    for position, origin in enumerate(batch.origins):
         # The spans of one resource and scope come together: most skip the lookup.
         if origin is not last:
             found = index_of.get(id(origin))
             if found is None:
                 if len(origins) == _MAX_ORIGINS:
-                    raise ValueError("too many distinct resources in one batch")
+                    return _record(_sliced(batch, 0, position), origins, origin_indexes) + (
+                        encode_span_batch(_sliced(batch, position, len(batch.spans)))
+                    )
                 found = index_of[id(origin)] = len(origins)
                 origins.append(origin)
             index, last = found, origin
         origin_indexes.append(index)
+    return _record(batch, origins, origin_indexes)
+
+
+def _sliced(batch: SpanBatch, start: int, stop: int) -> SpanBatch:
+    part = SpanBatch(
+        batch.trace_ids[start:stop], batch.spans[start:stop], batch.origins[start:stop]
+    )
+    part.root_positions = {r - start for r in batch.root_positions if start <= r < stop}
+    return part
+
+
+def _record(batch: SpanBatch, origins: list[Origin], origin_indexes: array[int]) -> bytes:
     origin_table = b"".join(
         _LENGTH.pack(len(o.resource_fields))
         + o.resource_fields

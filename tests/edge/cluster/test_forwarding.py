@@ -21,7 +21,7 @@ from refinery_py.cluster.ownership import Placement, worker_of
 from refinery_py.cluster.peer_door import PeerDoor
 from refinery_py.config.rules import parse_rules
 from refinery_py.decide.engine import RulesEngine
-from refinery_py.model import SpanBatch
+from refinery_py.model import Origin, SpanBatch
 from refinery_py.otlp.batch_codec import encode_span_batch
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.pipeline import Pipeline
@@ -393,3 +393,26 @@ async def test_the_peer_door_takes_bodies_whole_and_refuses_them_past_its_limit(
             async with session.post(url, data=sent(encode_span_batch(fits))) as response:
                 assert response.status == 200
         assert member.buffered() == set(fits.trace_ids)
+
+
+async def test_spans_of_more_resources_than_a_record_holds_reach_their_owner() -> None:
+    """A request may carry a resource per span. Its spans for another member once stopped that
+    member's link for good (the encoder refused more than 65,535 resources in one record)."""
+    async with cluster(2) as (members, _):
+        a, b = members
+        names = [m.name for m in members]
+        traces = owned_by(b, names, range(1, 1000))[:100]
+        template = batch_of(range(1, 1), spans_each=1)
+        for trace in traces:
+            one = batch_of(range(trace, trace + 1), spans_each=1)
+            template.trace_ids += one.trace_ids
+            template.spans += one.spans
+        count = 700 * len(traces)  # at most 1,000 spans per trace here
+        many = SpanBatch(
+            template.trace_ids * 700,
+            template.spans * 700,
+            [Origin(b"\x1a\x08" + b"%08d" % n, b"") for n in range(count)],  # schema_url
+        )
+        assert a.pipeline.accept(many, "grpc").accepted
+        await until(lambda: b.pipeline.buffer.span_count == count, timeout=30)
+        assert a.metric("forward_spans", "delivered") == count

@@ -4,6 +4,7 @@ import struct
 
 import pytest
 
+from refinery_py.model import Origin, SpanBatch
 from refinery_py.otlp.batch_codec import decode_span_batches, encode_span_batch, is_span_batch
 from refinery_py.otlp.errors import MalformedPayload
 from refinery_py.otlp.ingest import OriginInterner, split_request
@@ -73,3 +74,22 @@ def test_counts_that_do_not_fit_the_record_are_refused(
     damaged header allocated without bound (a hang) or raised ValueError (a 500)."""
     with pytest.raises(MalformedPayload):
         decode_span_batches(_record(count, origins, roots, rest), OriginInterner())
+
+
+def test_more_origins_than_a_record_holds_go_in_several_records() -> None:
+    # A request may carry a resource (or scope) per span; a record's table holds 65,535.
+    count = 70_000
+    batch = SpanBatch(
+        [bytes([n % 251 + 1]) * 16 for n in range(count)],
+        [b"span-%d" % n for n in range(count)],
+        [Origin(b"resource-%d" % n, b"scope") for n in range(count)],
+    )
+    batch.root_positions = {0, 65_534, 65_535, count - 1}
+    encoded = encode_span_batch(batch)
+    decoded = decode_span_batches(encoded, OriginInterner(limit=1 << 20))
+    assert decoded.spans == batch.spans
+    assert decoded.trace_ids == batch.trace_ids
+    assert [o.resource_fields for o in decoded.origins] == [
+        b"resource-%d" % n for n in range(count)
+    ]
+    assert decoded.root_positions == batch.root_positions
