@@ -196,6 +196,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.servers = [Server.parse(s) for s in args.servers.split(",")]
     args.rules = [r.resolve() for r in args.rules or [REPO / "rules" / "default.yaml"]]
+    for rules in args.rules:
+        if not rules.is_file():
+            parser.error(f"no rules file at {rules}")
     return args
 
 

@@ -155,3 +155,11 @@ def test_a_short_run_measures_every_server_at_the_rate_asked(tmp_path: Path) -> 
         assert 0 < m.cpu_per_100k < 100
         assert 2_000 < m.spans_per_second < 8_000
     assert out.read_text().count('"cpu_per_100k"') == 2
+
+
+def test_a_missing_rules_file_is_named_before_any_server_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        equal_load.parse_args(["--rate", "1", "--rules", "no/such/rules.yaml"])
+    assert "no rules file at" in capsys.readouterr().err
