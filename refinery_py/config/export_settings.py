@@ -64,9 +64,9 @@ class OtlpExportSettings:
     batch_timeout: Seconds = option(
         "batch_timeout",
         "Longest a kept trace waits for its batch to fill before it is sent anyway. Traces are"
-        " decided in ticks (every 50 ms) and a tick's kept traces leave together, so 0 (send"
-        " each tick's traces at once) already batches; raise it to trade latency for fewer"
-        " requests.",
+        " decided in ticks (every 50 ms) and a tick's kept traces leave together, with the late"
+        " spans and the traces kept on arrival since the last tick, so 0 (send each tick's"
+        " traces at once) already batches; raise it to trade latency for fewer requests.",
         default=Seconds(0.0),
         minimum=0,
     )

@@ -119,6 +119,8 @@ def test_late_spans_follow_the_decision() -> None:
     clock.now += 3
     pipeline.decide_due()
     send(pipeline, span(1, 5, 1), span(2, 5, 1))
+    assert len(exporter.traces) == 1, "a late span leaves with the next tick"
+    pipeline.decide_due()
     assert [t.send_reason.value for t in exporter.traces] == [
         "trace_send_got_root",
         "trace_send_late_span",
@@ -152,6 +154,7 @@ def test_a_late_error_keeps_its_dropped_trace_from_then_on() -> None:
     assert exporter.traces == []
     send(pipeline, span(2, 5, 1, error=True))
     send(pipeline, span(2, 6, 1))
+    pipeline.flush_exports()
     rescued, following = exporter.traces
     assert rescued.decision == Decision(True, 1, "rules/trace/keep errors")
     assert rescued.send_reason.value == "trace_send_late_span"
@@ -171,6 +174,7 @@ def test_a_late_root_is_read_as_the_root() -> None:
     pipeline.decide_due()
     send(pipeline, span(3, 1, attrs={"http.status_code": 503}), span(3, 3, 1))
     send(pipeline, span(4, 1, attrs={"http.status_code": 200}))
+    pipeline.flush_exports()
     (rescued,) = exporter.traces
     assert rescued.trace_id[-1] == 3 and rescued.span_count == 2
     assert rescued.decision.reason == "rules/trace/keep server errors"
@@ -189,6 +193,7 @@ def test_a_dry_run_marks_a_rescued_late_span_kept() -> None:
     clock.now += 3
     pipeline.decide_due()
     send(pipeline, span(4, 5, 1))
+    pipeline.flush_exports()
     by_span = {
         (t.trace_id[-1], t.send_reason.value): exported_attributes(t)[0] for t in exporter.traces
     }
@@ -213,6 +218,7 @@ def test_a_failing_redecision_leaves_the_decision_and_the_request_alone() -> Non
     clock.now += 3
     pipeline.decide_due()
     send(pipeline, span(2, 5, 1, error=True), span(5, 1))  # accepted (send asserts it)
+    pipeline.flush_exports()
     assert exporter.traces == []
     assert pipeline.buffer.span_count == 1
     assert value(metrics, "refinery_decision_failures_total") == 1
@@ -222,6 +228,7 @@ def test_a_failing_redecision_leaves_the_decision_and_the_request_alone() -> Non
 def test_span_limit_decides_at_once() -> None:
     pipeline, exporter, _, _ = make()
     send(pipeline, *[span(1, i, 1, error=True) for i in range(2, 9)])
+    pipeline.flush_exports()
     (kept,) = exporter.traces
     assert kept.send_reason.value == "trace_send_span_limit"
     assert kept.span_count == 7
@@ -231,6 +238,7 @@ def test_memory_pressure_decides_the_largest_traces_early() -> None:
     pipeline, exporter, _, _metrics = make(max_memory=4000)
     send(pipeline, *[span(1, i, 1, error=True, attrs={"pad": "x" * 900}) for i in range(2, 6)])
     send(pipeline, span(2, 2, 1, error=True))
+    pipeline.flush_exports()
     assert [t.trace_id[-1] for t in exporter.traces] == [1]
     assert exporter.traces[0].send_reason.value == "trace_send_ejected_memsize"
     assert pipeline.buffer.memory <= 4000 * 0.9
@@ -337,3 +345,19 @@ async def test_an_unexpected_error_costs_one_trace_never_the_ticker() -> None:
     assert metrics.decision_failed_spans._value.get() == 1
     await pipeline.shutdown(1.0)
     await ticker
+
+
+def test_late_spans_of_many_requests_leave_together_at_the_tick() -> None:
+    # Offered one request at a time, they made an export request each.
+    pipeline, exporter, clock, _ = make()
+    send(pipeline, *[span(t, 1, error=True) for t in range(1, 21)])
+    clock.now += 3
+    pipeline.decide_due()
+    assert len(exporter.traces) == 20
+    for trace in range(1, 21):
+        send(pipeline, span(trace, 5, 1))
+    assert len(exporter.traces) == 20
+    pipeline.decide_due()
+    late = exporter.traces[20:]
+    assert sorted(t.trace_id[-1] for t in late) == list(range(1, 21))
+    assert {t.send_reason.value for t in late} == {"trace_send_late_span"}

@@ -88,6 +88,8 @@ def test_relief_decides_new_traces_on_arrival_and_their_later_spans_follow() -> 
     pipeline.lag = 5.0  # still behind: a relieving node takes requests instead of refusing
     for trace in range(1, 201):
         send(pipeline, trace, 2)
+    assert exporter.traces == [], "what relief keeps leaves with the next tick"
+    pipeline.flush_exports()
     kept = {t for t in range(1, 201) if keep_for_rate(f"{t:032x}", 4)}
     assert {int.from_bytes(t.trace_id, "big") for t in exporter.traces} == kept
     assert all(t.decision.reason == RELIEF_REASON for t in exporter.traces)
@@ -103,10 +105,12 @@ def test_relief_decides_new_traces_on_arrival_and_their_later_spans_follow() -> 
     before = len(exporter.traces)
     first_kept = min(kept)
     send(pipeline, first_kept, 1, root=True)
+    pipeline.flush_exports()
     assert len(exporter.traces) == before + 1
     assert exporter.traces[-1].send_reason.value == "trace_send_late_span"
     dropped = next(t for t in range(1, 201) if t not in kept)
     send(pipeline, dropped, 1, root=True)
+    pipeline.flush_exports()
     assert len(exporter.traces) == before + 1
 
 

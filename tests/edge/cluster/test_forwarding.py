@@ -240,6 +240,7 @@ async def test_an_undecided_trace_moves_with_its_deadline_and_a_decision_with_it
         late = batch_of(range(late_trace, late_trace + 1), spans_each=1)
         late.root_positions.clear()
         assert b.pipeline.accept(late, "grpc").accepted
+        b.pipeline.flush_exports()
         assert b.exported.traces[-1].send_reason.value == "trace_send_late_span"
         assert b.metric("handoff_traces", "in") == 3
         assert b.metric("handoff_decisions", "in") == 3
