@@ -41,6 +41,10 @@ log = logging.getLogger("refinery_py.pipeline")
 DECIDE_ERROR_REASON = "decide_error"
 """Reason on traces kept because deciding them raised: refinery_py fails open, never drops."""
 
+OUTBOX_MAX_BYTES = 1 << 20
+"""Kept traces waiting for the tick are offered at once past this much: when ticks are late
+(stress relief keeps traces on arrival just then) the outbox must not grow with the lag."""
+
 
 class Decider(Protocol):
     """The rules engine as the pipeline uses it."""
@@ -110,7 +114,8 @@ class Pipeline:
         self.decider = decider
         self.exporters = list(exporters)
         self._outbox: list[KeptTrace] = []
-        """Kept traces waiting for the end of the tick (see `export`)."""
+        """Kept traces waiting for the end of the tick (see `flush_exports`)."""
+        self._outbox_bytes = 0
         self.metrics = metrics
         self.customer_fields = tuple(customer_fields)
         self.max_memory = max_memory
@@ -389,6 +394,9 @@ class Pipeline:
             customer_of(trace, self.customer_fields),
         )
         self._outbox.append(kept)
+        self._outbox_bytes += len(payload)
+        if self._outbox_bytes >= OUTBOX_MAX_BYTES:
+            self.flush_exports()
 
     def flush_exports(self) -> None:
         """Offer the exporters what was kept since the last flush.
@@ -397,8 +405,10 @@ class Pipeline:
         what requests brought in between (late spans of kept traces, traces decided on arrival
         under stress relief or over the span limit). Offered one request at a time, those made
         an export request each: a gRPC call costs a worker about half a millisecond of CPU.
+        Past OUTBOX_MAX_BYTES they are offered at once, whatever the tick.
         """
         outbox, self._outbox = self._outbox, []
+        self._outbox_bytes = 0
         for kept in outbox:
             for exporter in self.exporters:
                 try:

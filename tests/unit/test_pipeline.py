@@ -12,7 +12,7 @@ from refinery_py.config.rules import parse_rules
 from refinery_py.decide.engine import RulesEngine
 from refinery_py.model import Decision, KeptTrace, TraceView
 from refinery_py.otlp.ingest import OriginInterner, split_request
-from refinery_py.pipeline import DECIDE_ERROR_REASON, Pipeline
+from refinery_py.pipeline import DECIDE_ERROR_REASON, Pipeline, core
 from refinery_py.pipeline.admission import backlog_refusal
 from refinery_py.telemetry import Metrics
 from tests.otlp_builders import request, span
@@ -361,3 +361,15 @@ def test_late_spans_of_many_requests_leave_together_at_the_tick() -> None:
     late = exporter.traces[20:]
     assert sorted(t.trace_id[-1] for t in late) == list(range(1, 21))
     assert {t.send_reason.value for t in late} == {"trace_send_late_span"}
+
+
+def test_kept_traces_do_not_wait_for_the_tick_past_a_mebibyte() -> None:
+    # Ticks run late exactly when stress relief keeps traces on arrival: the outbox is bounded.
+    pipeline, exporter, _, _ = make()
+    pad = {"pad": "x" * 1000}
+    for trace in range(1, 400):  # over the span limit at once: kept without a tick
+        send(pipeline, *[span(trace, i, 1, error=True, attrs=pad) for i in range(2, 9)])
+    assert exporter.traces, "offered before any tick"
+    assert sum(len(t.payload) for t in exporter.traces) >= core.OUTBOX_MAX_BYTES
+    waiting = 399 - len(exporter.traces)
+    assert waiting > 0 and waiting * 7 * 1000 < core.OUTBOX_MAX_BYTES
