@@ -116,6 +116,11 @@ class Pipeline:
         self._outbox: list[KeptTrace] = []
         """Kept traces waiting for the end of the tick (see `flush_exports`)."""
         self._outbox_bytes = 0
+        # Looked up once: `labels()` cost more than the rest of a late span's bookkeeping.
+        self._late_counters = {
+            outcome: metrics.late_spans.labels(outcome)
+            for outcome in ("kept", "dropped", "rescued")
+        }
         self.metrics = metrics
         self.customer_fields = tuple(customer_fields)
         self.max_memory = max_memory
@@ -272,21 +277,24 @@ class Pipeline:
         """
         decided = late.decided
         decision = decided.decision
-        # Exported without a root: `meta.span_count` on a late root would count only these.
-        view = WireTrace(trace_id, late.spans, late.origins, -1, self.field_plan)
+        spans = len(late.spans)
         if not decision.keep:
             rooted = WireTrace(trace_id, late.spans, late.origins, late.root_index, self.field_plan)
             rescued = self._redecide(rooted, decision, now)
             if rescued is not None and rescued.keep:
                 self.decisions.replace(trace_id, rescued, decided.send_reason)
-                self.metrics.late_spans.labels("rescued").inc(len(late.spans))
-                self.export(view, rescued, SendReason.LATE_SPAN)
+                self._late_counters["rescued"].inc(spans)
+                self.export(self._late_view(trace_id, late), rescued, SendReason.LATE_SPAN)
                 return
         # Throughput goals count what leaves, late spans included (Refinery #1567).
-        self.decider.count_late(decision, len(late.spans), now)
-        self.metrics.late_spans.labels("kept" if decision.keep else "dropped").inc(len(late.spans))
+        self.decider.count_late(decision, spans, now)
+        self._late_counters["kept" if decision.keep else "dropped"].inc(spans)
         if decision.keep or self.dry_run:
-            self.export(view, decision, SendReason.LATE_SPAN)
+            self.export(self._late_view(trace_id, late), decision, SendReason.LATE_SPAN)
+
+    def _late_view(self, trace_id: bytes, late: LateSpans) -> WireTrace:
+        # Exported without a root: `meta.span_count` on a late root would count only these.
+        return WireTrace(trace_id, late.spans, late.origins, -1, self.field_plan)
 
     def _redecide(self, late: WireTrace, decision: Decision, now: float) -> Decision | None:
         try:
