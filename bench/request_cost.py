@@ -63,6 +63,17 @@ def _exports(node: Refinery) -> float:
     return scrape.total(page, "refinery_export_requests_total") or 0.0
 
 
+def _settle(node: Refinery, timeout: float = 60.0) -> None:
+    """Wait until what was sent is decided and exported (the server's own metrics say so)."""
+    deadline = time.monotonic() + timeout
+    time.sleep(SEND_DELAY)
+    while not node.backlog().drained:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server still holds spans after {timeout:.0f} s")
+        time.sleep(0.2)
+    time.sleep(node.settle_seconds)  # the last export request in flight
+
+
 def _phase(node: Refinery, label: str, bodies: list[bytes], spans: int, connections: int) -> str:
     exports = _exports(node)
     cpu = procstat.tree_usage(node.pid).cpu_seconds
@@ -70,7 +81,7 @@ def _phase(node: Refinery, label: str, bodies: list[bytes], spans: int, connecti
     refused = asyncio.run(_send(node.ingest_port, bodies, connections))
     seconds = time.monotonic() - started
     cpu = procstat.tree_usage(node.pid).cpu_seconds - cpu
-    time.sleep(SEND_DELAY + 1.0)  # what they brought is decided and exported
+    _settle(node)
     exports = _exports(node) - exports
     return (
         f"  {label:<6} {cpu / len(bodies) * 1e6:7.0f} µs per request, "
