@@ -8,22 +8,22 @@ shows. Services that export a few spans at a time (an SDK flushing every few sec
 trace of 10-50 spans per request) make tens of thousands of requests a second, and then the
 per-request part is most of the bill. This sends `--requests` OTLP/HTTP protobuf requests of
 about `--spans` spans each (the bench's traffic, `bench/traffic.py`) as fast as `--connections`
-connections go, then, once their traces are decided, sends a fifth of them again: every span of
-those is late. For each phase it prints the server's CPU (its whole process tree, from /proc)
-per request and per 1,000 spans, the requests per second it answered, how many export requests
-it made, and how many requests it refused (429, sent again after the hint, as an SDK would).
+keep-alive connections go (the load generator's client, a thread each), then, once their
+traces are decided, sends a fifth of them again: every span of those is late. For each phase it
+prints the server's CPU (its whole process tree, from /proc) per request and per 1,000 spans,
+the requests per second it answered, how many export requests it made, and how many requests
+it refused (429, sent again after the hint, as an SDK would).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import aiohttp
-
 from bench import procstat, scrape
+from bench.otlp_clients import HttpClient, http_head
 from bench.sink import SinkProcess
 from bench.targets import REPO, Refinery, Settings
 from bench.traffic import TrafficShape, generate_requests
@@ -31,31 +31,28 @@ from bench.traffic import TrafficShape, generate_requests
 SEND_DELAY = 2.0
 
 
-async def _send(port: int, bodies: list[bytes], connections: int) -> int:
-    """Send every body, each on one of `connections` connections; a refused one (429 or 503)
-    again after its Retry-After, as an SDK would. Returns how many refusals there were."""
-    url = f"http://127.0.0.1:{port}/v1/traces"
-    headers = {"Content-Type": "application/x-protobuf"}
-    refused = 0
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
+def _send(port: int, bodies: list[bytes], connections: int) -> int:
+    """Send every body, each on one of `connections` keep-alive connections (a thread each); a
+    refused one (429 or 503) again after its Retry-After, as an SDK would. Returns how many
+    refusals there were."""
 
-        async def sender(first: int) -> None:
-            nonlocal refused
+    def sender(first: int) -> int:
+        client = HttpClient("127.0.0.1", port)
+        refused = 0
+        try:
             for body in bodies[first::connections]:
-                while True:
-                    async with session.post(url, data=body, headers=headers) as reply:
-                        await reply.read()
-                        if reply.status == 200:
-                            break
-                        if reply.status not in (429, 503):
-                            raise RuntimeError(f"the server answered {reply.status}")
-                        refused += 1
-                        wait = float(reply.headers.get("Retry-After", "1"))
-                    await asyncio.sleep(min(wait, 1.0))
+                request = http_head(len(body)) + body
+                while not (outcome := client.post(request)).accepted:
+                    if not outcome.rejected:
+                        raise RuntimeError(f"the server failed a request: {outcome.error}")
+                    refused += 1
+                    time.sleep(min(outcome.retry_after, 1.0))
+        finally:
+            client.close()
+        return refused
 
-        await asyncio.gather(*(sender(k) for k in range(connections)))
-    return refused
+    with ThreadPoolExecutor(connections) as pool:
+        return sum(pool.map(sender, range(connections)))
 
 
 def _exports(node: Refinery) -> float:
@@ -78,7 +75,7 @@ def _phase(node: Refinery, label: str, bodies: list[bytes], spans: int, connecti
     exports = _exports(node)
     cpu = procstat.tree_usage(node.pid).cpu_seconds
     started = time.monotonic()
-    refused = asyncio.run(_send(node.ingest_port, bodies, connections))
+    refused = _send(node.ingest_port, bodies, connections)
     seconds = time.monotonic() - started
     cpu = procstat.tree_usage(node.pid).cpu_seconds - cpu
     _settle(node)
@@ -118,7 +115,7 @@ def main() -> None:
             node = Refinery(settings, args.rules.resolve(), workers)
             node.start()
             try:
-                asyncio.run(_send(node.ingest_port, warm, args.connections))
+                _send(node.ingest_port, warm, args.connections)
                 print(f"--workers {workers}")
                 print(_phase(node, "fresh", bodies, spans, args.connections))
                 print(_phase(node, "late", late, args.spans * len(late), args.connections))
