@@ -117,7 +117,7 @@ class Pipeline:
         """Kept traces waiting for the end of the tick (see `flush_exports`)."""
         self._outbox_bytes = 0
         # Looked up once: `labels()` cost more than the rest of a late span's bookkeeping.
-        self._late_counters = {
+        self._late_counters: dict[str, _Counting] = {
             outcome: metrics.late_spans.labels(outcome)
             for outcome in ("kept", "dropped", "rescued")
         }
@@ -255,8 +255,17 @@ class Pipeline:
     def settle(self, arrivals: Arrivals, now: float) -> None:
         """What adding spans produced: late spans follow their decision, traces over the span
         limit are decided now, and memory over the budget decides the largest traces early."""
-        for trace_id, late in arrivals.late.items():
-            self.forward_late(trace_id, late, now)
+        if arrivals.late:
+            # Counted once per outcome: a counter's inc costs more than the rest of a late
+            # trace's bookkeeping, and a request of late spans holds a dozen traces or more.
+            tally = dict.fromkeys(self._late_counters, 0)
+            try:
+                for trace_id, late in arrivals.late.items():
+                    tally[self._follow_decision(trace_id, late, now)] += len(late.spans)
+            finally:
+                for outcome, spans in tally.items():
+                    if spans:
+                        self._late_counters[outcome].inc(spans)
         for trace in arrivals.over_limit:
             self._decide(trace, now)
         if self.buffer.memory > self.max_memory:
@@ -275,22 +284,24 @@ class Pipeline:
         refusal), the trace is kept from here on — what already went cannot come back, but
         the error and every later span of its trace do (`rescued`).
         """
+        self._late_counters[self._follow_decision(trace_id, late, now)].inc(len(late.spans))
+
+    def _follow_decision(self, trace_id: bytes, late: LateSpans, now: float) -> str:
+        """`forward_late` without the counting: returns the outcome (a `late_spans` label)."""
         decided = late.decided
         decision = decided.decision
-        spans = len(late.spans)
         if not decision.keep:
             rooted = WireTrace(trace_id, late.spans, late.origins, late.root_index, self.field_plan)
             rescued = self._redecide(rooted, decision, now)
             if rescued is not None and rescued.keep:
                 self.decisions.replace(trace_id, rescued, decided.send_reason)
-                self._late_counters["rescued"].inc(spans)
                 self.export(self._late_view(trace_id, late), rescued, SendReason.LATE_SPAN)
-                return
+                return "rescued"
         # Throughput goals count what leaves, late spans included (Refinery #1567).
-        self.decider.count_late(decision, spans, now)
-        self._late_counters["kept" if decision.keep else "dropped"].inc(spans)
+        self.decider.count_late(decision, len(late.spans), now)
         if decision.keep or self.dry_run:
             self.export(self._late_view(trace_id, late), decision, SendReason.LATE_SPAN)
+        return "kept" if decision.keep else "dropped"
 
     def _late_view(self, trace_id: bytes, late: LateSpans) -> WireTrace:
         # Exported without a root: `meta.span_count` on a late root would count only these.
