@@ -53,16 +53,24 @@ class QueryFailed(Exception):
     """The question could not be answered; the message says why, for the terminal."""
 
 
-class Source(Protocol):
-    """Answers the four questions of the query API."""
+class TraceQuestions(Protocol):
+    """The query API's questions about traces: which match, and one whole."""
 
     def traces(self, params: Pairs) -> JsonDict: ...
 
     def trace(self, trace_id: str) -> JsonDict: ...
 
+
+class CustomerQuestions(Protocol):
+    """The query API's questions about customers: one's summary, and who they are."""
+
     def summary(self, customer: str, params: Pairs) -> JsonDict: ...
 
     def customers(self, params: Pairs) -> JsonDict: ...
+
+
+class Source(TraceQuestions, CustomerQuestions, Protocol):
+    """Answers the four questions of the query API (a node's API, or a store file)."""
 
 
 class ApiSource:

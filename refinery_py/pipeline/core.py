@@ -46,8 +46,8 @@ OUTBOX_MAX_BYTES = 1 << 20
 (stress relief keeps traces on arrival just then) the outbox must not grow with the lag."""
 
 
-class Decider(Protocol):
-    """The rules engine as the pipeline uses it."""
+class TraceDecider(Protocol):
+    """The rules engine as the pipeline asks it about one trace."""
 
     def decide(self, trace: TraceView, now: float) -> Decision: ...
 
@@ -59,6 +59,10 @@ class Decider(Protocol):
         """The decision the trace would have had with its late spans in time, if certain."""
         ...
 
+
+class RulesOutlook(Protocol):
+    """What the pipeline learns from the rules engine apart from any one trace."""
+
     def take_goal_reports(self) -> Sequence[GoalReport]:
         """Windows that ended with a sampler's goal out of reach, once each."""
         ...
@@ -66,6 +70,11 @@ class Decider(Protocol):
     def fields_used(self) -> frozenset[str]:
         """The span fields the rules read (without a `root.` prefix)."""
         ...
+
+
+class Decider(TraceDecider, RulesOutlook, Protocol):
+    """The rules engine as the pipeline holds it: both seams are one object, replaced whole when
+    the rules are reloaded."""
 
 
 class _Counting(Protocol):
