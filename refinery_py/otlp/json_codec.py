@@ -9,7 +9,9 @@ descriptors, so it stays correct for every field the OTLP version in use defines
 OTLP JSON is proto3 JSON with two differences: trace and span IDs are hex, not base64, and enums
 are integers (names are accepted too, as proto3 JSON allows). Field names may be camelCase or the
 original snake_case, in any order: each message's fields are written in field-number order, as upb
-writes them, whatever order the JSON keys came in (readers downstream have fast paths for it). A
+writes them, whatever order the JSON keys came in (readers downstream have fast paths for it).
+Keys that name no field of the OTLP version in use are ignored, as the OTLP spec requires of
+receivers (a newer sender's new fields), just as the protobuf door skips unknown field numbers. A
 document that is not valid OTLP JSON raises MalformedPayload saying where, and so does one that
 the protobuf door would refuse: messages nested deeper than upb parses (`MAX_DEPTH`).
 """
@@ -157,6 +159,11 @@ def encode_request(document: object) -> bytes:
     """
     if not isinstance(document, dict):
         raise MalformedPayload("OTLP JSON body must be an object with a resourceSpans list")
+    if document and not any(key in _REQUEST.by_key for key in document):
+        # Unknown fields are ignored, but a body with nothing else is not a trace request at all
+        # (logs or metrics sent to the traces path, say): answered 200, it would vanish unseen.
+        found = ", ".join(sorted(document)[:3])
+        raise MalformedPayload(f"not an OTLP JSON trace request: no resourceSpans, only {found}")
     return _encode_message(document, _REQUEST, "", 0)
 
 
@@ -173,11 +180,11 @@ def _encode_message(document: dict[str, Any], schema: _Schema, path: str, depth:
     oneof_seen: dict[str, str] = {}
     for key, value in document.items():
         entry = schema.by_key.get(key)
-        where = f"{path}.{key}" if path else key
-        if entry is None:
-            raise MalformedPayload(f"{where}: no such field in {schema.full_name}")
-        if value is None:
+        if entry is None or value is None:
+            # OTLP/JSON receivers must ignore fields they do not know (the OTLP spec, since
+            # 2022): that is how OTLP adds fields, and a sender on a newer OTLP sends them.
             continue
+        where = f"{path}.{key}" if path else key
         if entry.oneof is not None:
             other = oneof_seen.setdefault(entry.oneof, key)
             if other != key:

@@ -124,8 +124,8 @@ def test_snake_case_names_enum_names_and_string_numbers_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"resourceSpans": [{"bogus": 1}]}, "resourceSpans[0].bogus: no such field"),
         ({"resourceSpans": {}}, "resourceSpans: expected a list, found an object"),
+        ({"resourceMetrics": [], "a": 1}, "no resourceSpans, only a, resourceMetrics"),
         ({"resourceSpans": [{"schemaUrl": 5}]}, "schemaUrl: expected a string, found a number"),
         (
             {"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": "SIDEWAYS"}]}]}]},
@@ -166,6 +166,37 @@ def test_snake_case_names_enum_names_and_string_numbers_are_accepted() -> None:
 def test_errors_say_where_and_what(document: dict[str, object], message: str) -> None:
     with pytest.raises(MalformedPayload, match=message.replace("[", r"\[").replace("]", r"\]")):
         encode_request(document)
+
+
+def _with_unknown_fields(document: object, rng: random.Random) -> object:
+    """`document` with fields no OTLP version defines added to every object, as a sender on a
+    newer OTLP would send them: scalars, lists, and objects that themselves look like OTLP."""
+    if isinstance(document, list):
+        return [_with_unknown_fields(item, rng) for item in document]
+    if not isinstance(document, dict):
+        return document
+    items = [(key, _with_unknown_fields(value, rng)) for key, value in document.items()]
+    extras: list[object] = [
+        7,
+        "text",
+        None,
+        True,
+        [1, {"stringValue": "x"}],
+        {"attributes": [{"key": "k", "value": {"futureValue": {"a": [1, 2]}}}]},
+    ]
+    for number in range(rng.randint(1, 2)):
+        items.insert(rng.randint(0, len(items)), (f"futureField{number}", rng.choice(extras)))
+    return dict(items)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fields_no_otlp_version_defines_are_ignored(seed: int) -> None:
+    """The OTLP spec: receivers ignore unknown fields in OTLP/JSON, so that fields OTLP adds
+    later do not fail senders that know them; the rest decodes as if they were not there."""
+    message = rich_request(seed)
+    document = _with_unknown_fields(reference_json(message), random.Random(seed))
+    assert "futureField0" in orjson.dumps(document).decode()
+    assert encode_request(document) == message.SerializeToString()
 
 
 def test_nulls_mean_defaults() -> None:
