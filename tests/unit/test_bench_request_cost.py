@@ -10,10 +10,12 @@ import pytest
 from bench import request_cost
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_short_run_measures_fresh_and_late_requests(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], protocol: str
 ) -> None:
     argv = ["request_cost", "--workers", "1", "--requests", "200", "--connections", "2"]
+    argv += ["--protocol", protocol]
     monkeypatch.setattr(sys, "argv", argv)
     request_cost.main()
     out = capsys.readouterr().out
