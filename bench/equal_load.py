@@ -13,8 +13,10 @@ configuration's median and the median's ratio to the first configuration's.
 
 `--servers` names the configurations: `N` is `serve --workers N` (N > 1 forwards spans between
 the workers), `Nfront` is N workers behind the senders' trace-ID-routing front (see bench.run
---front). `--load-cpus` keeps the senders, the sink and this process on those CPUs, and
-`--server-cpus` pins each server worker to one of those (bench/placement.py says why).
+--front); either with `@RATE` is offered RATE spans/s instead of `--rate` (`1@45000`: one worker
+at the load each of two carries at 90k). `--load-cpus` keeps the senders, the sink and this
+process on those CPUs, and `--server-cpus` pins each server worker to one of those
+(bench/placement.py says why).
 
 CPU is the server's whole process tree, from /proc, over the measured phase; a measurement
 where the server refused requests did not hold the rate, and is marked.
@@ -40,23 +42,36 @@ RESULTS = REPO / "bench" / "results"
 
 @dataclass(frozen=True)
 class Server:
-    """One configuration: a worker count, forwarding between them or behind a front."""
+    """One configuration: a worker count, forwarding between them or behind a front, and the
+    rate it is offered when that is not the run's `--rate`."""
 
     workers: int
     front: bool = False
+    rate: float | None = None
 
     @property
     def label(self) -> str:
-        return f"×{self.workers}" + (" front" if self.front else "")
+        label = f"×{self.workers}" + (" front" if self.front else "")
+        return label if self.rate is None else f"{label} @{self.rate / 1000:g}k"
 
     @classmethod
     def parse(cls, text: str) -> Server:
-        count, front, rest = text.strip().partition("front")
+        spec, at, rate_text = text.strip().partition("@")
+        count, front, rest = spec.partition("front")
+        example = "(e.g. 1, 2, 2front, 1@45000)"
         if not count.isdigit() or int(count) < 1 or rest:
-            raise ValueError(f"not a server configuration: {text!r} (e.g. 1, 2, 2front)")
+            raise ValueError(f"not a server configuration: {text!r} {example}")
         if front and int(count) < 2:
             raise ValueError(f"{text!r}: a front needs at least 2 workers")
-        return cls(int(count), bool(front))
+        rate = None
+        if at:
+            try:
+                rate = float(rate_text)
+            except ValueError:
+                rate = -1.0
+            if not rate > 0:
+                raise ValueError(f"{text!r}: the rate after @ must be spans/s above 0 {example}")
+        return cls(int(count), bool(front), rate)
 
 
 @dataclass(frozen=True)
@@ -223,7 +238,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
                         settings,
                         rules,
                         server,
-                        rate=args.rate,
+                        rate=server.rate or args.rate,
                         warm=args.warm,
                         seconds=args.seconds,
                         server_cpus=args.server_cpus,

@@ -109,6 +109,15 @@ def test_server_configurations_are_named_as_in_the_benchmark_table() -> None:
             Server.parse(bad)
 
 
+def test_a_configuration_may_be_offered_a_rate_of_its_own() -> None:
+    one_at_half = Server.parse("1@45000")
+    assert one_at_half == Server(1, rate=45_000.0) and one_at_half.label == "×1 @45k"
+    assert Server.parse("2front@90000").label == "×2 front @90k"
+    for bad in ("1@", "1@0", "1@-5", "1@fast", "1@nan"):
+        with pytest.raises(ValueError, match="the rate after @"):
+            Server.parse(bad)
+
+
 def _m(server: str, number: int, cpu: float, refused: int = 0) -> Measurement:
     return Measurement("default", server, number, cpu, 90_000, refused, 500)
 
