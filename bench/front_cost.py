@@ -101,18 +101,23 @@ def main() -> None:
     if args.workers < 2:
         parser.error("--workers must be at least 2")
     tune_allocator()  # as a worker does
-    # Each tick jumps the clock by 3 s, which the throughput samplers read as windows whose goal
-    # was out of reach; their warnings say nothing about cost.
-    logging.getLogger("refinery_py").setLevel(logging.ERROR)
     bodies = list(generate_requests(args.traces, TrafficShape(seed=7)))
     whole = [[body] for body in bodies]
     split = [split_by_route(body, args.workers) for body in bodies]
     labels = ("one pipeline", f"{args.workers} behind a front")
     results: dict[str, list[float]] = {label: [] for label in labels}
-    for number in range(1, args.rounds + 1):
-        for label, requests in zip(labels, (whole, split), strict=True):
-            results[label].append(run(args.rules, requests))
-            print(f"round {number} {label}: {results[label][-1]:.3f} CPU-s per 100k spans")
+    # Each tick jumps the clock by 3 s, which the throughput samplers read as windows whose goal
+    # was out of reach; their warnings say nothing about cost.
+    logger = logging.getLogger("refinery_py")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        for number in range(1, args.rounds + 1):
+            for label, requests in zip(labels, (whole, split), strict=True):
+                results[label].append(run(args.rules, requests))
+                print(f"round {number} {label}: {results[label][-1]:.3f} CPU-s per 100k spans")
+    finally:
+        logger.setLevel(level)
     one, front = (statistics.median(results[label]) for label in labels)
     print(f"median: one pipeline {one:.3f}, {labels[1]} {front:.3f} ({front / one - 1:+.0%})")
 
