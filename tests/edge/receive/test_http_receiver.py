@@ -218,7 +218,7 @@ async def test_json_fields_of_a_newer_otlp_are_ignored(client: Client, sink: Fak
     message = request(span(0xABC, 0x1), span(0xABC, 0x2, 0x1))
     document = orjson.loads(request_to_json(message.SerializeToString()))
     resource_spans = document["resourceSpans"][0]
-    resource_spans["resource"]["entityRefs"] = [{"type": "service", "idKeys": ["service.name"]}]
+    resource_spans["resource"]["futureRefs"] = [{"type": "service", "idKeys": ["service.name"]}]
     resource_spans["scopeSpans"][0]["spans"][1]["futureField"] = {"nested": [1, 2]}
 
     status, _, reply = await client.post(orjson.dumps(document), JSON)
