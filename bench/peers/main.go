@@ -1,7 +1,8 @@
 // Command otelcol-bench is a minimal OpenTelemetry Collector for refinery_py's benchmark and for
 // the configs in collector/: the OTLP receiver, the contrib tail_sampling processor (the
-// benchmark's rival), the batch processor, the OTLP exporter and the contrib load_balancing
-// exporter (the trace-ID routing tier in front of several nodes), nothing else. It is what `ocb`
+// benchmark's rival), the batch processor, the OTLP/gRPC and OTLP/HTTP exporters (the latter for
+// the tests of its compressions) and the contrib load_balancing exporter (the trace-ID routing
+// tier in front of several nodes), nothing else. It is what `ocb`
 // (the collector builder) would generate for that component list; every module comes from the Go
 // module proxy at the versions pinned in go.mod.
 //
@@ -23,6 +24,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/otlpexporter"
+	"go.opentelemetry.io/collector/exporter/otlphttpexporter"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/batchprocessor"
@@ -50,6 +52,7 @@ func components() (otelcol.Factories, error) {
 	}
 	factories.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](
 		otlpexporter.NewFactory(),
+		otlphttpexporter.NewFactory(),
 		loadbalancingexporter.NewFactory(),
 	)
 	return factories, err
