@@ -170,7 +170,9 @@ class HttpReceiver:
         protocol = _PROTOCOLS[encoding]
         coding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
         if coding not in CODINGS and coding not in _IDENTITY:
-            message = f"Content-Encoding {coding!r} is not supported: use gzip, deflate or none"
+            message = (
+                f"Content-Encoding {coding!r} is not supported: use gzip, deflate, zstd or none"
+            )
             receipt = self._intake.refuse(protocol, Refusal.UNSUPPORTED_MEDIA_TYPE, message)
             return _refused(receipt, encoding)
         if (request.content_length or 0) > self._max_request_bytes:

@@ -150,6 +150,39 @@ def load_balancing(tmp_path: Path, config: Path) -> None:
                     assert node.metric("refinery_traces_decided_total", worker=worker) > 0
 
 
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_the_collectors_otlp_http_exporter_compressed(tmp_path: Path, compression: str) -> None:
+    """SDK → Collector → its OTLP/HTTP exporter, compressed as set (zstd: the Go encoder the
+    Collector uses, not the one the tests have) → refinery_py → backend."""
+    config = tmp_path / "otlphttp.yaml"
+    config.write_text(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n"
+        "        endpoint: ${env:OTLP_GRPC_LISTEN}\n"
+        "processors:\n  batch: {}\n"
+        "exporters:\n  otlphttp/refinery:\n    traces_endpoint: ${env:REFINERY_HTTP}\n"
+        f"    compression: {compression}\n"
+        "service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n"
+        "      processors: [batch]\n      exporters: [otlphttp/refinery]\n"
+    )
+    with RecordingBackend() as backend:
+        node_config(tmp_path / "node", backend)
+        with RefineryProcess(
+            tmp_path / "node" / "refinery.yaml", extra_args=["--workers", "1"]
+        ) as node:
+            listen = f"127.0.0.1:{free_port()}"
+            env = {"OTLP_GRPC_LISTEN": listen, "REFINERY_HTTP": node.http_endpoint}
+            process = collector(config, tmp_path, env, name=f"otelcol-otlphttp-{compression}")
+            process.wait_for_port(listen)
+            with process:
+                trace_ids = send_interleaved(listen)
+                assert_delivered_whole(backend, trace_ids)
+            assert node.metric("refinery_spans_received_total", protocol="http_protobuf") == (
+                TRACES * SPANS_PER_TRACE
+            )
+            rejected = node.metric("refinery_requests_rejected_total")
+            assert not rejected, f"{rejected} requests refused"
+
+
 SCENARIOS: dict[str, Callable[[Path, Path], None]] = {
     "agent.yaml": agent,
     "load-balancing.yaml": load_balancing,

@@ -26,7 +26,9 @@ LAYERS: dict[str, tuple[set[str], set[str], set[str]]] = {
     "telemetry": ({"model"}, {"prometheus_client"}, set()),
     "receive": (
         {"model", "otlp", "telemetry"},
-        {"grpc", "aiohttp", "google", "opentelemetry"},
+        # zstd: backports.zstd, or from 3.14 the standard library's compression.zstd (not in
+        # this interpreter's list of standard modules).
+        {"grpc", "aiohttp", "google", "opentelemetry", "backports", "compression"},
         set(),
     ),
     "export": (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -42,6 +43,11 @@ from .support import (
     sdk_spans,
     trace_ids_of,
 )
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -324,7 +330,8 @@ async def test_unsupported_content_encoding_is_415(client: Client, sink: FakeSin
 
 
 @pytest.mark.parametrize(
-    ("coding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress)]
+    ("coding", "compress"),
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("zstd", zstd.compress)],
 )
 async def test_compressed_bodies_are_accepted(
     client: Client, sink: FakeSink, metrics: Metrics, coding: str, compress: Any
@@ -345,6 +352,8 @@ async def test_compressed_bodies_are_accepted(
         ("gzip", gzip.compress(good_request())[:-12], "truncated gzip data"),
         ("deflate", b"\x78\x9c garbage", "not valid deflate data"),
         ("deflate", zlib.compress(good_request()) + b"extra", "after the end of its deflate"),
+        ("zstd", b"\x28\xb5\x2f\xfd not zstd at all", "not valid zstd data"),
+        ("zstd", zstd.compress(good_request())[:-3], "truncated zstd data"),
     ],
 )
 async def test_corrupt_compressed_body_is_400(
@@ -449,15 +458,21 @@ async def test_empty_bodies_one_after_another_are_empty_requests(
     await still_serves(client, sink)
 
 
+@pytest.mark.parametrize("coding", ["gzip", "zstd"])
 @pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
-async def test_gzip_bomb_is_bounded_after_decompression(
-    start_http: ReceiverFactory, session: aiohttp.ClientSession, sink: FakeSink, content_type: str
+async def test_a_bomb_is_bounded_after_decompression(
+    start_http: ReceiverFactory,
+    session: aiohttp.ClientSession,
+    sink: FakeSink,
+    content_type: str,
+    coding: str,
 ) -> None:
     client = Client(session, await start_http(max_request_bytes=64 * 1024))
-    bomb = gzip.compress(b" " * (64 << 20))  # 64 MiB of whitespace
+    compress = gzip.compress if coding == "gzip" else zstd.compress
+    bomb = compress(b" " * (64 << 20))  # 64 MiB of whitespace
     assert len(bomb) < 64 * 1024
 
-    status, _, reply = await client.post(bomb, content_type, **{"Content-Encoding": "gzip"})
+    status, _, reply = await client.post(bomb, content_type, **{"Content-Encoding": coding})
 
     assert status == 413
     assert "after decompression" in status_of(reply, content_type).message
