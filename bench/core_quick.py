@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from bench.traffic import TrafficShape, generate_requests
 from refinery_py.app import tune_allocator
@@ -41,6 +42,38 @@ class Discard:
         return None
 
 
+def discarding_pipeline(
+    rules: str | Path, clock: list[float], exporter: Discard | None = None
+) -> Pipeline:
+    """A Pipeline on the bench's settings whose exporter discards, on the clock `clock[0]`."""
+    return Pipeline(
+        buffer=TraceBuffer(
+            send_delay=2.0,
+            trace_timeout=60.0,
+            span_limit=32000,
+            decisions=DecisionCache(120.0, 256 << 20),
+        ),
+        decider=RulesEngine(load_rules(rules)),
+        exporters=[exporter or Discard()],
+        metrics=Metrics(),
+        customer_fields=("customer.id",),
+        max_memory=8 << 30,
+        clock=lambda: clock[0],
+    )
+
+
+def warm_up(pipeline: Pipeline, interner: OriginInterner, clock: list[float]) -> None:
+    """Steady state first: what the pipeline learns from deciding (which questions rules ask,
+    whether marking spans as they arrive pays) is learned from other traffic, every trace an
+    error, so that no sampler's state moves before the measured traffic. Moves the clock on
+    100 s, past every deadline of that traffic."""
+    for body in generate_requests(300, TrafficShape(seed=8, error_fraction=1.0)):
+        pipeline.accept_owned(split_request(body, interner), "bench")
+    clock[0] += 100.0
+    pipeline.decide_due()
+    assert not pipeline.buffer.traces, "the warm-up traffic is decided"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", type=int, default=4000)
@@ -66,27 +99,8 @@ def main() -> None:
 
     clock = [0.0]
     exporter = Discard()
-    pipeline = Pipeline(
-        buffer=TraceBuffer(
-            send_delay=2.0,
-            trace_timeout=60.0,
-            span_limit=32000,
-            decisions=DecisionCache(120.0, 256 << 20),
-        ),
-        decider=RulesEngine(load_rules(args.rules)),
-        exporters=[exporter],
-        metrics=Metrics(),
-        customer_fields=("customer.id",),
-        max_memory=8 << 30,
-        clock=lambda: clock[0],
-    )
-    # Steady state first: what the pipeline learns from deciding (which questions rules ask,
-    # whether marking spans as they arrive pays) is learned from other traffic, every trace an
-    # error, so that no sampler's state moves before the measured traffic.
-    for body in generate_requests(300, TrafficShape(seed=8, error_fraction=1.0)):
-        pipeline.accept(split_request(body, interner), "bench")
-    clock[0] = 100.0
-    pipeline.decide_due()
+    pipeline = discarding_pipeline(args.rules, clock, exporter)
+    warm_up(pipeline, interner, clock)
     warm_kept = exporter.spans
     started = time.process_time()
     for body in requests:

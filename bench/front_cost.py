@@ -23,38 +23,16 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.core_quick import Discard
+from bench.core_quick import discarding_pipeline, warm_up
 from bench.payloads import split_by_route
 from bench.targets import REPO
 from bench.traffic import TrafficShape, generate_requests
 from refinery_py.app import tune_allocator
-from refinery_py.assemble import DecisionCache, TraceBuffer
-from refinery_py.config.rules import load_rules
-from refinery_py.decide.engine import RulesEngine
 from refinery_py.otlp.ingest import OriginInterner, split_request
-from refinery_py.pipeline import Pipeline
-from refinery_py.telemetry import Metrics
 
 REQUESTS_PER_TICK = 40
 """Requests between two decision ticks (with 512-span requests, about a tick's worth at 400k
 spans/s; what matters is that both configurations tick alike)."""
-
-
-def _pipeline(rules: Path, clock: list[float]) -> Pipeline:
-    return Pipeline(
-        buffer=TraceBuffer(
-            send_delay=2.0,
-            trace_timeout=60.0,
-            span_limit=32000,
-            decisions=DecisionCache(120.0, 256 << 20),
-        ),
-        decider=RulesEngine(load_rules(rules)),
-        exporters=[Discard()],
-        metrics=Metrics(),
-        customer_fields=("customer.id",),
-        max_memory=8 << 30,
-        clock=lambda: clock[0],
-    )
 
 
 def run(rules: Path, requests: list[list[bytes]]) -> float:
@@ -62,16 +40,10 @@ def run(rules: Path, requests: list[list[bytes]]) -> float:
     part of every request (one part: one pipeline, the whole request)."""
     workers = len(requests[0])
     clock = [0.0]
-    pipelines = [_pipeline(rules, clock) for _ in range(workers)]
+    pipelines = [discarding_pipeline(rules, clock) for _ in range(workers)]
     interners = [OriginInterner() for _ in range(workers)]
-    # Steady state first, as bench.core_quick does: what the pipeline learns from deciding is
-    # learned from other traffic.
     for pipeline, interner in zip(pipelines, interners, strict=True):
-        for body in generate_requests(300, TrafficShape(seed=8, error_fraction=1.0)):
-            pipeline.accept_owned(split_request(body, interner), "bench")
-    clock[0] = 100.0
-    for pipeline in pipelines:
-        pipeline.decide_due()
+        warm_up(pipeline, interner, clock)
     spans = 0
     started = time.process_time()
     for first in range(0, len(requests), REQUESTS_PER_TICK):
