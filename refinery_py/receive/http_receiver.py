@@ -32,6 +32,7 @@ PATH = "/v1/traces"
 _ENCODINGS = {encoding.value: encoding for encoding in Encoding}
 _PROTOCOLS = {Encoding.PROTOBUF: HTTP_PROTOBUF, Encoding.JSON: HTTP_JSON}
 _IDENTITY = frozenset({"", "identity"})
+_SUPPORTED_CODINGS = ", ".join(sorted(CODINGS)) + " or none"
 _LAST_CALL = 0.1
 """Seconds requests still running after the grace period get before they are cancelled."""
 _HTTP_STATUS = {
@@ -170,9 +171,7 @@ class HttpReceiver:
         protocol = _PROTOCOLS[encoding]
         coding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
         if coding not in CODINGS and coding not in _IDENTITY:
-            message = (
-                f"Content-Encoding {coding!r} is not supported: use gzip, deflate, zstd or none"
-            )
+            message = f"Content-Encoding {coding!r} is not supported: use {_SUPPORTED_CODINGS}"
             receipt = self._intake.refuse(protocol, Refusal.UNSUPPORTED_MEDIA_TYPE, message)
             return _refused(receipt, encoding)
         if (request.content_length or 0) > self._max_request_bytes:
