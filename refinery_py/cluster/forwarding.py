@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from refinery_py.cluster.link import ForwardLedger, LinkTls, Outgoing, PeerLink
 from refinery_py.cluster.ownership import Placement, worker_of
-from refinery_py.cluster.router import split_by
+from refinery_py.cluster.router import split_off
 from refinery_py.model import HandedOffDecision, HandedOffTrace, Handoff, SpanBatch
 from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.telemetry import Metrics
@@ -125,23 +125,18 @@ class Forwarder:
 
     def route(self, batch: SpanBatch, hops: int = 0) -> Routed:
         """Queue the spans others own (unless a queue lacks room: then nothing is taken)."""
-        parts = split_by(batch, self.destination)
-        local = parts.pop(LOCAL, None) or SpanBatch()
-        local.rejected, local.reject_message = batch.rejected, batch.reject_message
+        local, parts = split_off(batch, self.destination, LOCAL)
         if not parts:
             return Routed(local)
-        misplaced: set[bytes] = set()
+        local.rejected, local.reject_message = batch.rejected, batch.reject_message
         if hops >= MAX_HOPS:
-            for part in parts.values():
-                _merge(local, part)
-                misplaced.update(part.trace_ids)
-            return Routed(local, misplaced=frozenset(misplaced))
+            misplaced = {batch.trace_ids[i] for part in parts.values() for i in part.spans}
+            return Routed(batch, misplaced=frozenset(misplaced))
         links = {door: self._link(door) for door in parts}
-        sizes = {door: part.byte_size for door, part in parts.items()}
         now = time.monotonic()
-        for door in parts:
+        for door, part in parts.items():
             link = links[door]
-            if not link.has_room(sizes[door]):
+            if not link.has_room(part.size):
                 return Routed(
                     SpanBatch(),
                     refused=f"overloaded: spans for the member at {door} are queueing up",
@@ -157,12 +152,10 @@ class Forwarder:
                     refused=f"overloaded: spans for the member at {door} have waited "
                     f"{waited:.1f} s to be delivered",
                 )
+        forwarded = self._relayed if hops else self._sent
         for door, part in parts.items():
-            links[door].offer(Outgoing.of_spans(part, hops + 1, sizes[door]))
-            if hops:
-                self._relayed.inc(part.span_count)
-            else:
-                self._sent.inc(part.span_count)
+            links[door].offer(Outgoing.of_selection(batch, part, hops + 1))
+            forwarded.inc(len(part.spans))
         return Routed(local)
 
     # ---- handoffs -----------------------------------------------------------------------------
@@ -264,13 +257,13 @@ class Forwarder:
         for item in items:
             batch = item.batch(self._origins)
             if batch is not None:
-                for door, part in split_by(batch, self.destination).items():
-                    if door == LOCAL:
-                        _spans_as_traces(part, mine)
-                        continue
-                    self._link(door).offer(Outgoing.of_spans(part, item.hops))
+                ours, others = split_off(batch, self.destination, LOCAL)
+                if ours.span_count:
+                    _spans_as_traces(ours, mine)
+                for door, picked in others.items():
+                    self._link(door).offer(Outgoing.of_selection(batch, picked, item.hops))
                     if door != origin:
-                        moved += part.span_count
+                        moved += len(picked.spans)
             elif item.handoff is not None:
                 handoff = item.handoff
                 local, sent = self._send_handoff(handoff.traces, handoff.decisions, item.hops - 1)
@@ -362,14 +355,6 @@ class Forwarder:
     @property
     def queued_spans(self) -> int:
         return sum(link.queued_spans for link in self._links.values())
-
-
-def _merge(into: SpanBatch, part: SpanBatch) -> None:
-    offset = len(into.spans)
-    into.trace_ids.extend(part.trace_ids)
-    into.spans.extend(part.spans)
-    into.origins.extend(part.origins)
-    into.root_positions.update(offset + r for r in part.root_positions)
 
 
 HANDOFF_CHUNK_BYTES = 4 << 20

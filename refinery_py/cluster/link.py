@@ -36,9 +36,14 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from refinery_py.cluster.handoff_codec import encode_handoff
+from refinery_py.cluster.router import Picked
 from refinery_py.cluster.stop_tasks import cancel_and_wait
 from refinery_py.model import Handoff, SpanBatch
-from refinery_py.otlp.batch_codec import decode_span_batches, encode_span_batch
+from refinery_py.otlp.batch_codec import (
+    decode_span_batches,
+    encode_selected,
+    encode_span_batch,
+)
 from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.telemetry import Metrics
 from refinery_py.telemetry.throttled_log import ThrottledLog
@@ -92,6 +97,16 @@ class Outgoing:
             hops=hops,
             size=batch.byte_size if size is None else size,
             spans=batch.span_count,
+        )
+
+    @classmethod
+    def of_selection(cls, batch: SpanBatch, picked: Picked, hops: int) -> Outgoing:
+        """The spans of `batch` that `picked` names (see `router.split_off`), encoded now."""
+        return cls(
+            record=encode_selected(batch, picked.spans, picked.roots),
+            hops=hops,
+            size=picked.size,
+            spans=len(picked.spans),
         )
 
     def batch(self, origins: OriginInterner) -> SpanBatch | None:

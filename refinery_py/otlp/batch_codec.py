@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from bisect import bisect_left
 
 from mypy_extensions import i64
 
@@ -41,36 +42,49 @@ def encode_span_batch(batch: SpanBatch) -> bytes:
     One record, unless the spans have more distinct origins than a record's table holds (a
     request may carry that many resources or scopes): then one record per that many.
     """
+    return encode_selected(batch, list(range(len(batch.spans))), sorted(batch.root_positions))
+
+
+def encode_selected(batch: SpanBatch, picks: list[int], roots: list[int]) -> bytes:
+    """The spans at positions `picks` of `batch`, in that order, as records; `roots` are the
+    positions in `picks` (ascending) that hold root spans.
+
+    A router encodes each destination's share straight from the request's batch this way, with
+    no batch per destination in between.
+    """
+    all_origins = batch.origins
     index_of: dict[int, int] = {}
     origins: list[Origin] = []
-    origin_indexes = array("H")
+    origin_indexes: list[int] = []
     last: Origin | None = None
     index = 0
-    for position, origin in enumerate(batch.origins):
+    for position, pick in enumerate(picks):
+        origin = all_origins[pick]
         # The spans of one resource and scope come together: most skip the lookup.
         if origin is not last:
             found = index_of.get(id(origin))
             if found is None:
                 if len(origins) == _MAX_ORIGINS:
-                    return _record(_sliced(batch, 0, position), origins, origin_indexes) + (
-                        encode_span_batch(_sliced(batch, position, len(batch.spans)))
+                    cut = bisect_left(roots, position)
+                    return _record(
+                        batch, picks[:position], origins, origin_indexes, roots[:cut]
+                    ) + encode_selected(
+                        batch, picks[position:], [r - position for r in roots[cut:]]
                     )
                 found = index_of[id(origin)] = len(origins)
                 origins.append(origin)
             index, last = found, origin
         origin_indexes.append(index)
-    return _record(batch, origins, origin_indexes)
+    return _record(batch, picks, origins, origin_indexes, roots)
 
 
-def _sliced(batch: SpanBatch, start: int, stop: int) -> SpanBatch:
-    part = SpanBatch(
-        batch.trace_ids[start:stop], batch.spans[start:stop], batch.origins[start:stop]
-    )
-    part.root_positions = {r - start for r in batch.root_positions if start <= r < stop}
-    return part
-
-
-def _record(batch: SpanBatch, origins: list[Origin], origin_indexes: array[int]) -> bytes:
+def _record(
+    batch: SpanBatch,
+    picks: list[int],
+    origins: list[Origin],
+    origin_indexes: list[int],
+    roots: list[int],
+) -> bytes:
     origin_table = b"".join(
         _LENGTH.pack(len(o.resource_fields))
         + o.resource_fields
@@ -78,16 +92,18 @@ def _record(batch: SpanBatch, origins: list[Origin], origin_indexes: array[int])
         + o.scope_fields
         for o in origins
     )
-    spans = batch.spans
-    roots = array("I", sorted(batch.root_positions)).tobytes()
-    lengths = array("I", map(len, spans))
-    trace_ids = b"".join(batch.trace_ids)
-    indexes = origin_indexes.tobytes()
-    record_length = 12 + len(origin_table) + len(trace_ids) + len(indexes) + len(roots)
+    all_spans = batch.spans
+    all_ids = batch.trace_ids
+    spans = [all_spans[pick] for pick in picks]
+    lengths = array("I", [len(span) for span in spans])
+    trace_ids = b"".join([all_ids[pick] for pick in picks])
+    indexes = array("H", origin_indexes).tobytes()
+    root_bytes = array("I", roots).tobytes()
+    record_length = 12 + len(origin_table) + len(trace_ids) + len(indexes) + len(root_bytes)
     record_length += 4 * len(lengths) + sum(lengths)
-    header = _HEADER.pack(MAGIC, record_length, len(spans), len(origins), len(batch.root_positions))
+    header = _HEADER.pack(MAGIC, record_length, len(spans), len(origins), len(roots))
     # One join, header included: each span's bytes are copied once.
-    parts = [header, origin_table, trace_ids, indexes, roots, lengths.tobytes()]
+    parts = [header, origin_table, trace_ids, indexes, root_bytes, lengths.tobytes()]
     parts.extend(spans)
     return b"".join(parts)
 

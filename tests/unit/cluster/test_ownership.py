@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from refinery_py.cluster.ownership import Placement, worker_of
-from refinery_py.cluster.router import split_by
+from refinery_py.cluster.router import split_off
 from refinery_py.model import Origin, SpanBatch
 
 NODES = ["10.0.0.1:4319", "10.0.0.2:4319", "10.0.0.3:4319"]
@@ -81,36 +81,50 @@ def test_bad_placements_are_refused() -> None:
         Placement(["a:1"], "a:1", 2, 2)
 
 
-def test_split_keeps_every_span_with_its_origin_and_root_flag() -> None:
-    placement = Placement(["a:1", "b:1"], "a:1")
-    origins = [Origin(b"r%d" % i, b"s") for i in range(3)]
+def _mixed_batch(origins: list[Origin], trace_ids: list[bytes]) -> SpanBatch:
     batch = SpanBatch()
-    trace_ids = ids(50, seed=3)
     for n in range(200):
         batch.trace_ids.append(trace_ids[n % 50])
         batch.spans.append(b"span-%d" % n)
         batch.origins.append(origins[n % 3])
         if n % 7 == 0:
             batch.root_positions.add(n)
-    parts = split_by(batch, placement.node_of)
-    assert set(parts) == {"a:1", "b:1"}
+    return batch
+
+
+def test_split_off_keeps_its_own_and_picks_out_the_rest_with_roots_and_sizes() -> None:
+    placement = Placement(NODES, NODES[0])
+    origins = [Origin(b"r%d" % i, b"s") for i in range(3)]
+    trace_ids = ids(50, seed=5)
+    batch = _mixed_batch(origins, trace_ids)
+    kept, others = split_off(batch, placement.node_of, NODES[0])
+    assert set(others) == set(NODES[1:])
+    assert kept is not batch
+    assert all(placement.node_of(t) == NODES[0] for t in kept.trace_ids)
     seen = []
-    for node, part in parts.items():
-        assert all(placement.node_of(t) == node for t in part.trace_ids)
-        for index, span in enumerate(part.spans):
-            n = int(span.split(b"-")[1])
-            seen.append(n)
-            assert part.origins[index] is origins[n % 3]
-            assert part.trace_ids[index] == trace_ids[n % 50]
-            assert (index in part.root_positions) == (n % 7 == 0)
+    for index, span in enumerate(kept.spans):
+        n = int(span.split(b"-")[1])
+        seen.append(n)
+        assert kept.origins[index] is origins[n % 3]
+        assert kept.trace_ids[index] == trace_ids[n % 50]
+        assert (index in kept.root_positions) == (n % 7 == 0)
+    for node, picked in others.items():
+        assert picked.spans == sorted(picked.spans)  # in the batch's order
+        assert all(placement.node_of(batch.trace_ids[i]) == node for i in picked.spans)
+        roots = [k for k, i in enumerate(picked.spans) if i in batch.root_positions]
+        assert picked.roots == roots
+        assert picked.size == sum(len(batch.spans[i]) for i in picked.spans)
+        seen.extend(picked.spans)
     assert sorted(seen) == list(range(200))
 
 
-def test_split_to_one_destination_is_the_batch_itself() -> None:
+def test_split_off_of_a_batch_that_stays_whole_is_the_batch_itself() -> None:
     # An owner checks every batch it is sent; copying it when all of it stays would be waste.
     placement = Placement.single("a:1")
     batch = SpanBatch(ids(5, seed=4), [b"s%d" % n for n in range(5)], [Origin(b"r", b"s")] * 5)
-    batch.root_positions.add(2)
-    assert split_by(batch, placement.node_of) == {"a:1": batch}
-    assert split_by(batch, placement.node_of)["a:1"] is batch
-    assert split_by(SpanBatch(), placement.node_of) == {}
+    kept, others = split_off(batch, placement.node_of, "a:1")
+    assert kept is batch
+    assert others == {}
+    kept, others = split_off(batch, placement.node_of, "b:1")  # none of it stays
+    assert kept.span_count == 0
+    assert others["a:1"].spans == list(range(5))

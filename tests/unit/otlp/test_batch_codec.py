@@ -5,7 +5,12 @@ import struct
 import pytest
 
 from refinery_py.model import Origin, SpanBatch
-from refinery_py.otlp.batch_codec import decode_span_batches, encode_span_batch, is_span_batch
+from refinery_py.otlp.batch_codec import (
+    decode_span_batches,
+    encode_selected,
+    encode_span_batch,
+    is_span_batch,
+)
 from refinery_py.otlp.errors import MalformedPayload
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from tests.otlp_builders import request, span
@@ -93,3 +98,37 @@ def test_more_origins_than_a_record_holds_go_in_several_records() -> None:
         b"resource-%d" % n for n in range(count)
     ]
     assert decoded.root_positions == batch.root_positions
+
+
+def test_a_selection_encodes_as_the_batch_of_just_those_spans() -> None:
+    batch = batch_of(
+        request(span(1, 1), span(1, 2, 1), span(2, 1), service="a"),
+        request(span(3, 1), span(2, 2, 1), span(3, 2, 1), service="b"),
+    )
+    picks = [1, 2, 3, 5]  # spans 2 and 3 are roots: positions 1 and 2 of the selection
+    encoded = encode_selected(batch, picks, [1, 2])  # type: ignore[arg-type]
+    decoded = decode_span_batches(encoded, OriginInterner())
+    assert decoded.spans == [batch.spans[i] for i in picks]  # type: ignore[attr-defined]
+    assert decoded.trace_ids == [batch.trace_ids[i] for i in picks]  # type: ignore[attr-defined]
+    assert [o.resource_fields for o in decoded.origins] == [
+        batch.origins[i].resource_fields  # type: ignore[attr-defined]
+        for i in picks
+    ]
+    assert decoded.root_positions == {1, 2}
+
+
+def test_a_selection_with_more_origins_than_a_record_holds_keeps_its_roots() -> None:
+    count = 140_000
+    batch = SpanBatch(
+        [bytes([n % 251 + 1]) * 16 for n in range(count)],
+        [b"span-%d" % n for n in range(count)],
+        [Origin(b"resource-%d" % n, b"scope") for n in range(count)],
+    )
+    picks = list(range(1, count, 2))  # 70,000 spans: two records
+    roots = [0, 65_534, 65_535, 69_999]
+    decoded = decode_span_batches(
+        encode_selected(batch, picks, roots), OriginInterner(limit=1 << 20)
+    )
+    assert decoded.spans == [b"span-%d" % n for n in picks]
+    assert [o.resource_fields for o in decoded.origins] == [b"resource-%d" % n for n in picks]
+    assert decoded.root_positions == set(roots)
