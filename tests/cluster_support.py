@@ -7,6 +7,10 @@ import random
 import socket
 from collections.abc import Callable
 
+from refinery_py.cluster.link import Outgoing
+from refinery_py.model import SpanBatch
+from refinery_py.otlp.batch_codec import encode_span_batch
+
 _LOW, _HIGH = 20000, 32000
 """Below Linux's ephemeral range (32768-60999): no outgoing connection takes these meanwhile."""
 _taken: set[int] = set()
@@ -53,3 +57,10 @@ async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.02)
+
+
+def queued_spans(batch: SpanBatch, hops: int = 1) -> Outgoing:
+    """`batch` as a link queues forwarded spans."""
+    return Outgoing(
+        record=encode_span_batch(batch), hops=hops, size=batch.byte_size, spans=batch.span_count
+    )

@@ -39,11 +39,7 @@ from refinery_py.cluster.handoff_codec import encode_handoff
 from refinery_py.cluster.router import Picked
 from refinery_py.cluster.stop_tasks import cancel_and_wait
 from refinery_py.model import Handoff, SpanBatch
-from refinery_py.otlp.batch_codec import (
-    decode_span_batches,
-    encode_selected,
-    encode_span_batch,
-)
+from refinery_py.otlp.batch_codec import decode_span_batches, encode_selected
 from refinery_py.otlp.ingest import OriginInterner
 from refinery_py.telemetry import Metrics
 from refinery_py.telemetry.throttled_log import ThrottledLog
@@ -88,16 +84,6 @@ class Outgoing:
     spans: int = 0
     queued_at: float = 0.0
     """When it was first queued (time.monotonic()): how long its spans have waited."""
-
-    @classmethod
-    def of_spans(cls, batch: SpanBatch, hops: int, size: int | None = None) -> Outgoing:
-        """`batch`'s spans, encoded now; `size` is their byte size when the caller knows it."""
-        return cls(
-            record=encode_span_batch(batch),
-            hops=hops,
-            size=batch.byte_size if size is None else size,
-            spans=batch.span_count,
-        )
 
     @classmethod
     def of_selection(cls, batch: SpanBatch, picked: Picked, hops: int) -> Outgoing:

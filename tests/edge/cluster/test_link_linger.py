@@ -16,7 +16,7 @@ from refinery_py.model import Decision, HandedOffDecision, Handoff, SendReason
 from refinery_py.otlp.batch_codec import MAGIC, decode_span_batches
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.telemetry import Metrics
-from tests.cluster_support import free_port, until
+from tests.cluster_support import free_port, queued_spans, until
 from tests.otlp_builders import request, span
 
 
@@ -56,7 +56,7 @@ def batch(trace: int, spans: int = 2, attribute: str = "") -> Outgoing:
     body = request(
         *(span(trace, n + 1, attrs={"pad": attribute} if attribute else None) for n in range(spans))
     ).SerializeToString()
-    return Outgoing.of_spans(split_request(body, OriginInterner()), 1)
+    return queued_spans(split_request(body, OriginInterner()))
 
 
 def link_to(door: str, linger: float) -> tuple[PeerLink, Metrics]:

@@ -18,13 +18,13 @@ from aiohttp import web
 from refinery_py.api.cluster_routes import owner_trace_lookup
 from refinery_py.app.node import read_peer_body
 from refinery_py.cluster.announce import announcer
-from refinery_py.cluster.link import ForwardLedger, LinkTls, Outgoing, PeerLink
+from refinery_py.cluster.link import ForwardLedger, LinkTls, PeerLink
 from refinery_py.cluster.peer_door import PeerDoor
 from refinery_py.model import ACCEPTED, Admission, Handoff, SpanBatch
 from refinery_py.otlp.ingest import OriginInterner, split_request
 from refinery_py.security.tls import ClientCertificate, ServerCertificate
 from refinery_py.telemetry import Metrics
-from tests.cluster_support import free_port
+from tests.cluster_support import free_port, queued_spans
 from tests.otlp_builders import request, span
 from tests.tls_support import Authority, Pair
 
@@ -115,7 +115,7 @@ async def forward(
     `attempts` failed attempts."""
     metrics = Metrics()
     link = PeerLink(door, ledger=ForwardLedger(metrics), secret=secret, max_bytes=1 << 24, tls=tls)
-    link.offer(Outgoing.of_spans(spans(), 1))
+    link.offer(queued_spans(spans()))
     link.start()
     delivered = metrics.forward_spans.labels("delivered")
     try:
