@@ -1,7 +1,7 @@
 """Every config in collector/ runs in the real Collector, with traces flowing through it.
 
-The Collector is the one `make peers` builds (bench/peers: the otlp receiver, batch, the otlp_grpc
-and load_balancing exporters). Each file is run as shipped, its addresses set through the
+The Collector is the one `make peers` builds (bench/peers: the otlp receiver, batch, the otlp_grpc,
+otlphttp and load_balancing exporters). Each file is run as shipped, its addresses set through the
 environment variables it documents; the traces come from the OpenTelemetry SDK, go through the
 Collector to refinery_py and on to a recording backend.
 """
@@ -25,6 +25,14 @@ KEEP_ALL = (
 )
 SPANS_PER_TRACE = 5
 TRACES = 40
+ROOT_ATTRIBUTES = {
+    "http.response.status_code": 200,
+    "app.order_total": 12.5,
+    "app.flagged": False,
+    "app.tags": ("a", "b"),
+    "app.big": 2**53 + 1,  # past a double's integers: OTLP/JSON writes it as a string
+}
+"""Every value type an SDK sets, to arrive as it was sent whatever the encodings on the way."""
 
 
 def node_config(directory: Path, backend: RecordingBackend, per_worker: int | None = None) -> Path:
@@ -67,7 +75,9 @@ def send_interleaved(endpoint: str) -> list[str]:
     with tracer_provider("grpc", endpoint, service="checkout", seed=7) as provider:
         tracer = provider.get_tracer("e2e")
         roots = [
-            tracer.start_span(f"GET /orders/{n}", kind=trace_api.SpanKind.SERVER)
+            tracer.start_span(
+                f"GET /orders/{n}", kind=trace_api.SpanKind.SERVER, attributes=ROOT_ATTRIBUTES
+            )
             for n in range(TRACES)
         ]
         for child in range(SPANS_PER_TRACE - 1):
@@ -95,6 +105,12 @@ def assert_delivered_whole(backend: RecordingBackend, trace_ids: list[str]) -> N
         assert len(spans) == SPANS_PER_TRACE
         (root,) = [s for s in spans if not s.span.parent_span_id]
         assert root.attributes["meta.span_count"] == SPANS_PER_TRACE, "decided whole, at once"
+        for key, value in ROOT_ATTRIBUTES.items():
+            got = root.attributes[key]
+            if isinstance(value, tuple):  # an ArrayValue
+                got = tuple(getattr(v, v.WhichOneof("value")) for v in got.values)
+            assert got == value, key
+            assert type(got) is type(value), key
         for span in spans:
             assert span.attributes["SampleRate"] == 1
             assert span.attributes["meta.refinery.reason"] == "deterministic/always"
@@ -150,17 +166,20 @@ def load_balancing(tmp_path: Path, config: Path) -> None:
                     assert node.metric("refinery_traces_decided_total", worker=worker) > 0
 
 
-@pytest.mark.parametrize("compression", ["zstd", "gzip"])
-def test_the_collectors_otlp_http_exporter_compressed(tmp_path: Path, compression: str) -> None:
-    """SDK → Collector → its OTLP/HTTP exporter, compressed as set (zstd: the Go encoder the
-    Collector uses, not the one the tests have) → refinery_py → backend."""
+@pytest.mark.parametrize(
+    ("compression", "encoding"), [("zstd", "proto"), ("gzip", "proto"), ("gzip", "json")]
+)
+def test_the_collectors_otlp_http_exporter(tmp_path: Path, compression: str, encoding: str) -> None:
+    """SDK → Collector → its OTLP/HTTP exporter, compressed and encoded as set → refinery_py →
+    backend. Bytes from the Collector's own Go encoders, not the ones the tests have: its zstd,
+    and its OTLP/JSON (its own key order, IDs in hex, 64-bit integers as strings)."""
     config = tmp_path / "otlphttp.yaml"
     config.write_text(
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n"
         "        endpoint: ${env:OTLP_GRPC_LISTEN}\n"
         "processors:\n  batch: {}\n"
         "exporters:\n  otlphttp/refinery:\n    traces_endpoint: ${env:REFINERY_HTTP}\n"
-        f"    compression: {compression}\n"
+        f"    compression: {compression}\n    encoding: {encoding}\n"
         "service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n"
         "      processors: [batch]\n      exporters: [otlphttp/refinery]\n"
     )
@@ -171,12 +190,14 @@ def test_the_collectors_otlp_http_exporter_compressed(tmp_path: Path, compressio
         ) as node:
             listen = f"127.0.0.1:{free_port()}"
             env = {"OTLP_GRPC_LISTEN": listen, "REFINERY_HTTP": node.http_endpoint}
-            process = collector(config, tmp_path, env, name=f"otelcol-otlphttp-{compression}")
+            name = f"otelcol-otlphttp-{encoding}-{compression}"
+            process = collector(config, tmp_path, env, name=name)
             process.wait_for_port(listen)
             with process:
                 trace_ids = send_interleaved(listen)
                 assert_delivered_whole(backend, trace_ids)
-            assert node.metric("refinery_spans_received_total", protocol="http_protobuf") == (
+            protocol = "http_json" if encoding == "json" else "http_protobuf"
+            assert node.metric("refinery_spans_received_total", protocol=protocol) == (
                 TRACES * SPANS_PER_TRACE
             )
             rejected = node.metric("refinery_requests_rejected_total")
