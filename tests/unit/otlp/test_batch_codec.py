@@ -132,3 +132,27 @@ def test_a_selection_with_more_origins_than_a_record_holds_keeps_its_roots() -> 
     assert decoded.spans == [b"span-%d" % n for n in picks]
     assert [o.resource_fields for o in decoded.origins] == [b"resource-%d" % n for n in picks]
     assert decoded.root_positions == set(roots)
+
+
+def test_the_record_layout_is_the_documented_one() -> None:
+    """Members of different versions forward to each other during a rolling upgrade: the layout
+    in batch_codec's docstring is a wire contract, checked here byte by byte."""
+    first, second = Origin(b"res-a", b"scope-a"), Origin(b"res-b", b"")
+    ids = [b"\x01" * 16, b"\x02" * 16, b"\x01" * 16]
+    batch = SpanBatch(ids, [b"span-0", b"s1", b"span-two"], [first, second, first])
+    batch.root_positions = {1}
+    origin_table = (struct.pack("<I", 5) + b"res-a" + struct.pack("<I", 7) + b"scope-a") + (
+        struct.pack("<I", 5) + b"res-b" + struct.pack("<I", 0)
+    )
+    body = (
+        struct.pack("<III", 3, 2, 1)  # spans, origins, roots
+        + origin_table
+        + b"".join(ids)
+        + struct.pack("<3H", 0, 1, 0)  # each span's origin
+        + struct.pack("<I", 1)  # the roots
+        + struct.pack("<3I", 6, 2, 8)  # each span's length
+        + b"span-0s1span-two"
+    )
+    expected = b"RPB1" + struct.pack("<I", len(body)) + body
+    assert encode_span_batch(batch) == expected
+    assert encode_selected(batch, [0, 1, 2], [1]) == expected
