@@ -149,8 +149,8 @@ def summary(measurements: list[Measurement]) -> list[str]:
         servers = list(dict.fromkeys(m.server for m in mine))
         rounds = sorted({m.round for m in mine})
         lines.append(f"{rules}: CPU-s per 100k spans (refused requests: a rate not held)")
-        lines.append("round      " + "".join(f"{s:>16}" for s in servers))
         by = {(m.server, m.round): m for m in mine}
+        rows: list[tuple[str, list[str]]] = [("round", list(servers))]
         for number in rounds:
             cells = []
             for server in servers:
@@ -161,7 +161,7 @@ def summary(measurements: list[Measurement]) -> list[str]:
                     else f"{m.cpu_per_100k:.3f}"
                     + ("" if m.held else f" (refused {m.rejected_requests})")
                 )
-            lines.append(f"{number:<11}" + "".join(f"{c:>16}" for c in cells))
+            rows.append((str(number), cells))
         medians = {
             s: statistics.median(m.cpu_per_100k for m in mine if m.server == s) for s in servers
         }
@@ -171,7 +171,10 @@ def summary(measurements: list[Measurement]) -> list[str]:
             + (f" ({medians[s] / medians[first] - 1:+.0%})" if s != first else "")
             for s in servers
         ]
-        lines.append("median     " + "".join(f"{c:>16}" for c in cells))
+        rows.append(("median", cells))
+        # Wide enough for the widest cell and a space: a marked cell must not run into the next.
+        width = max(16, 2 + max(len(c) for _, row in rows for c in row))
+        lines.extend(f"{label:<11}" + "".join(f"{c:>{width}}" for c in row) for label, row in rows)
         paired = []
         for server in servers[1:]:
             ratios = [

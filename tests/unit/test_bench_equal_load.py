@@ -140,6 +140,12 @@ def test_the_summary_gives_medians_their_ratio_and_the_per_round_ratio() -> None
     assert lines[-1] == "per-round ratio to ×1, median: ×2 front +10%"
 
 
+def test_a_marked_cell_does_not_run_into_the_next_column() -> None:
+    lines = summary([_m("×1 @45k", 1, 0.687), _m("×2", 1, 0.818, refused=11)])
+    row = next(line for line in lines if line.startswith("1 "))
+    assert row.split() == ["1", "0.687", "0.818", "(refused", "11)"]
+
+
 def test_a_short_run_measures_every_server_at_the_rate_asked(tmp_path: Path) -> None:
     out = tmp_path / "equal.json"
     cpus = ",".join(map(str, USABLE))
