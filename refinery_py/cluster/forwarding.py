@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from refinery_py.cluster.link import ForwardLedger, LinkTls, Outgoing, PeerLink
-from refinery_py.cluster.ownership import Placement, worker_of
+from refinery_py.cluster.ownership import Doors, Placement
 from refinery_py.cluster.router import split_off
 from refinery_py.model import HandedOffDecision, HandedOffTrace, Handoff, SpanBatch
 from refinery_py.otlp.ingest import OriginInterner
@@ -73,7 +73,7 @@ class Forwarder:
         linger: float = 0.0,
         tls: LinkTls | None = None,
     ) -> None:
-        self.placement = placement
+        self._placement = placement
         self._max_wait = max_wait
         self._linger = linger
         self._tls = tls
@@ -87,6 +87,7 @@ class Forwarder:
         self._links: dict[str, PeerLink] = {}
         self._directory: dict[str, tuple[str, ...]] = {}
         """Worker doors of other nodes, learned from their answers."""
+        self._doors = Doors(placement, sibling_doors, self._directory)
         self._sent = metrics.cluster_spans.labels("sent")
         self._relayed = metrics.relayed_spans
         self._handed = {
@@ -104,19 +105,14 @@ class Forwarder:
 
     # ---- where a trace goes -----------------------------------------------------------------
 
+    @property
+    def placement(self) -> Placement:
+        """The owners routed by (changed with `set_placement` only: `destination` follows it)."""
+        return self._placement
+
     def destination(self, trace_id: bytes) -> str:
         """The door that owns `trace_id`: LOCAL, a sibling's socket, or another node's door."""
-        placement = self.placement
-        node = placement.node_of(trace_id)
-        if node == placement.self_node or not node:
-            worker = worker_of(trace_id, placement.workers)
-            if worker == placement.self_worker:
-                return LOCAL
-            return self.sibling_doors[worker]
-        doors = self._directory.get(node)
-        if not doors:
-            return node  # its first worker's door; it passes the spans on inside its node
-        return doors[worker_of(trace_id, len(doors))]
+        return self._doors(trace_id)
 
     def owns(self, trace_id: bytes) -> bool:
         return self.destination(trace_id) == LOCAL
@@ -125,7 +121,7 @@ class Forwarder:
 
     def route(self, batch: SpanBatch, hops: int = 0) -> Routed:
         """Queue the spans others own (unless a queue lacks room: then nothing is taken)."""
-        local, parts = split_off(batch, self.destination, LOCAL)
+        local, parts = split_off(batch, self._doors, LOCAL)
         if not parts:
             return Routed(local)
         local.rejected, local.reject_message = batch.rejected, batch.reject_message
@@ -213,7 +209,8 @@ class Forwarder:
 
         Returns what was queued here but is now this worker's own (a handoff to adopt).
         """
-        self.placement = placement
+        self._placement = placement
+        self._doors = Doors(placement, self.sibling_doors, self._directory)
         mine = self._reroute()
         self._introduce()
         return mine
@@ -257,7 +254,7 @@ class Forwarder:
         for item in items:
             batch = item.batch(self._origins)
             if batch is not None:
-                ours, others = split_off(batch, self.destination, LOCAL)
+                ours, others = split_off(batch, self._doors, LOCAL)
                 if ours.span_count:
                     _spans_as_traces(ours, mine)
                 for door, picked in others.items():

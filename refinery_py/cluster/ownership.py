@@ -112,3 +112,37 @@ class Placement:
             other.workers,
             other.self_worker,
         )
+
+
+class Doors:
+    """The door that owns a trace ID, from one worker's point of view: "" for this very worker,
+    a sibling worker's door, another node's worker door, or that node's advertised address while
+    its worker doors are not known (it passes the spans on inside the node).
+
+    Called once per distinct trace of every request, so it is compiled with the rest of this
+    module. `directory` (other nodes' worker doors, by node) is the forwarder's own dict, read
+    as it changes; a new placement needs a new Doors.
+    """
+
+    __slots__ = ("_directory", "_placement", "_siblings")
+
+    def __init__(
+        self,
+        placement: Placement,
+        sibling_doors: tuple[str, ...],
+        directory: dict[str, tuple[str, ...]],
+    ) -> None:
+        self._placement = placement
+        self._siblings = sibling_doors
+        self._directory = directory
+
+    def __call__(self, trace_id: bytes) -> str:
+        placement = self._placement
+        node = placement.node_of(trace_id)
+        if node == placement.self_node or not node:
+            worker = worker_of(trace_id, placement.workers)
+            return "" if worker == placement.self_worker else self._siblings[worker]
+        doors = self._directory.get(node)
+        if not doors:
+            return node
+        return doors[worker_of(trace_id, len(doors))]

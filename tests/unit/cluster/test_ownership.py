@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from refinery_py.cluster.ownership import Placement, worker_of
+from refinery_py.cluster.ownership import Doors, Placement, worker_of
 from refinery_py.cluster.router import split_off
 from refinery_py.model import Origin, SpanBatch
 
@@ -128,3 +128,25 @@ def test_split_off_of_a_batch_that_stays_whole_is_the_batch_itself() -> None:
     kept, others = split_off(batch, placement.node_of, "b:1")  # none of it stays
     assert kept.span_count == 0
     assert others["a:1"].spans == list(range(5))
+
+
+def test_doors_name_this_worker_a_sibling_or_the_owning_nodes_worker_once_known() -> None:
+    siblings = ("unix:/run/w0", "unix:/run/w1", "unix:/run/w2")
+    placement = Placement(NODES, NODES[0], workers=3, self_worker=1)
+    directory: dict[str, tuple[str, ...]] = {}
+    doors = Doors(placement, siblings, directory)
+    trace_ids = ids(3000, seed=6)
+    for trace_id in trace_ids:
+        node = placement.node_of(trace_id)
+        door = doors(trace_id)
+        if node != NODES[0]:
+            assert door == node  # its workers not known yet: the node's advertised address
+        elif worker_of(trace_id, 3) == 1:
+            assert door == ""  # this very worker
+        else:
+            assert door == siblings[worker_of(trace_id, 3)]
+    # The forwarder learns a node's worker doors into the same dict: they are used at once.
+    directory[NODES[1]] = ("10.0.0.2:4319", "10.0.0.2:4320")
+    for trace_id in trace_ids:
+        if placement.node_of(trace_id) == NODES[1]:
+            assert doors(trace_id) == directory[NODES[1]][worker_of(trace_id, 2)]
