@@ -73,7 +73,6 @@ class Forwarder:
         linger: float = 0.0,
         tls: LinkTls | None = None,
     ) -> None:
-        self._placement = placement
         self._max_wait = max_wait
         self._linger = linger
         self._tls = tls
@@ -107,8 +106,8 @@ class Forwarder:
 
     @property
     def placement(self) -> Placement:
-        """The owners routed by (changed with `set_placement` only: `destination` follows it)."""
-        return self._placement
+        """The owners routed by (changed with `set_placement` only)."""
+        return self._doors.placement
 
     def destination(self, trace_id: bytes) -> str:
         """The door that owns `trace_id`: LOCAL, a sibling's socket, or another node's door."""
@@ -209,7 +208,6 @@ class Forwarder:
 
         Returns what was queued here but is now this worker's own (a handoff to adopt).
         """
-        self._placement = placement
         self._doors = Doors(placement, self.sibling_doors, self._directory)
         mine = self._reroute()
         self._introduce()

@@ -124,7 +124,7 @@ class Doors:
     as it changes; a new placement needs a new Doors.
     """
 
-    __slots__ = ("_directory", "_placement", "_siblings")
+    __slots__ = ("_directory", "_siblings", "placement")
 
     def __init__(
         self,
@@ -132,12 +132,12 @@ class Doors:
         sibling_doors: tuple[str, ...],
         directory: dict[str, tuple[str, ...]],
     ) -> None:
-        self._placement = placement
+        self.placement = placement
         self._siblings = sibling_doors
         self._directory = directory
 
     def __call__(self, trace_id: bytes) -> str:
-        placement = self._placement
+        placement = self.placement
         node = placement.node_of(trace_id)
         if node == placement.self_node or not node:
             worker = worker_of(trace_id, placement.workers)
