@@ -34,6 +34,7 @@ from refinery_py.app.role import WorkerRole, api_socket, peer_socket, supervisor
 from refinery_py.app.rules_admin import NodeRules
 from refinery_py.app.security import Security
 from refinery_py.assemble import DecisionCache, TraceBuffer
+from refinery_py.cluster.body_file import remove_left_behind
 from refinery_py.cluster.forwarding import Forwarder
 from refinery_py.cluster.membership import ClusterController, ClusterView
 from refinery_py.cluster.ownership import Placement
@@ -114,6 +115,8 @@ class Node:
                 traces.effective_decision_cache_ttl, traces.decision_cache_max_memory
             ),
         )
+        if role.body_dir is not None:
+            remove_left_behind(role.body_dir, role.index)  # a predecessor that died kept its own
         self.forwarder = None if role.alone else self._forwarder()
         self.pipeline = Pipeline(
             buffer=buffer,
@@ -257,6 +260,7 @@ class Node:
             max_wait=forward_max_wait(self.settings.traces.send_delay),
             linger=self.settings.cluster.forward_linger,
             tls=self.security.peer_links,
+            body_dir=role.body_dir,
         )
 
     def _peer_door(self, max_request: int) -> PeerDoor:
@@ -280,6 +284,7 @@ class Node:
             on_membership=self._membership_event,
             reuse_port=role.cluster is not None,  # its port was reserved at start-up
             ssl_context=self.security.server_context("peer"),
+            body_files=role.body_dir is not None,
         )
 
     def _api(self) -> ApiServer:

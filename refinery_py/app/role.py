@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from refinery_py.cluster.body_file import in_shared_memory
 from refinery_py.cluster.link import UNIX_PREFIX
 from refinery_py.cluster.membership import ClusterView
 from refinery_py.config.settings import Settings
@@ -47,6 +48,14 @@ class WorkerRole:
     def alone(self) -> bool:
         """One worker and no cluster: nothing is ever forwarded."""
         return self.workers == 1 and self.cluster is None
+
+    @property
+    def body_dir(self) -> Path | None:
+        """Where workers leave each other request bodies (`cluster.body_file`): the private
+        directory when it is in shared memory, else None (bodies go over the sockets)."""
+        if self.workers > 1 and in_shared_memory(self.private_dir):
+            return Path(self.private_dir)
+        return None
 
     def sibling_doors(self) -> tuple[str, ...]:
         """Each worker's private peer door (its Unix socket), as a link address."""

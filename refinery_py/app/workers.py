@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import tempfile
 import time
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
@@ -38,6 +37,7 @@ from refinery_py.app.node import Node
 from refinery_py.app.outputs import log_outputs
 from refinery_py.app.phase_times import PhaseTimes
 from refinery_py.app.ports import PortReservations
+from refinery_py.app.private_dir import make_private_dir
 from refinery_py.app.role import WorkerRole, cluster_role, supervisor_socket
 from refinery_py.app.security import Security
 from refinery_py.app.supervisor_api import SupervisorApi
@@ -73,7 +73,7 @@ class Supervisor:
         self.settings = settings
         self.rules = rules
         self.workers = workers
-        self.private_dir = tempfile.mkdtemp(prefix="refinery-")
+        self.private_dir = make_private_dir()
         self.reservations = PortReservations()
         try:
             listen = settings.listen
@@ -301,6 +301,7 @@ async def _run(supervisor: Supervisor) -> int:
                 "second %s: killing the workers without flushing", signal.Signals(signum).name
             )
             supervisor.kill_all()
+            supervisor.release()
             os._exit(1)
         log.info("%s received: stopping", signal.Signals(signum).name)
         stop.set()

@@ -28,8 +28,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from refinery_py.cluster.link import ForwardLedger, LinkTls, Outgoing, PeerLink
+from refinery_py.cluster.body_file import BodyFile
+from refinery_py.cluster.link import UNIX_PREFIX, ForwardLedger, LinkTls, Outgoing, PeerLink
 from refinery_py.cluster.ownership import Doors, Placement
 from refinery_py.cluster.router import split_off
 from refinery_py.model import HandedOffDecision, HandedOffTrace, Handoff, SpanBatch
@@ -72,8 +74,13 @@ class Forwarder:
         max_wait: float = 0.5,
         linger: float = 0.0,
         tls: LinkTls | None = None,
+        body_dir: Path | None = None,
     ) -> None:
         self._max_wait = max_wait
+        self._body_dir = body_dir
+        """Where links to sibling workers leave request bodies (`body_file`); None: they send
+        them over the socket."""
+        self._worker = placement.self_worker
         self._linger = linger
         self._tls = tls
         self.sibling_doors = sibling_doors
@@ -288,10 +295,16 @@ class Forwarder:
                 on_orphans=self._on_orphans,
                 tls=self._tls,
                 linger=self._linger,
+                body_file=self._body_file(door),
             )
             if self._started:
                 link.start()
         return link
+
+    def _body_file(self, door: str) -> BodyFile | None:
+        if self._body_dir is None or not door.startswith(UNIX_PREFIX):
+            return None
+        return BodyFile(self._body_dir, self._worker)
 
     def _learned(self, door: str, doors: tuple[str, ...]) -> None:
         mine = self.learn_workers(door, doors)

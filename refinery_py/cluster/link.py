@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from refinery_py.cluster.body_file import BODY_HEADER, IDLE_RELEASE, BodyFile
 from refinery_py.cluster.handoff_codec import encode_handoff
 from refinery_py.cluster.router import Picked
 from refinery_py.cluster.stop_tasks import cancel_and_wait
@@ -132,11 +133,17 @@ def request_body(data: bytes) -> aiohttp.BytesPayload:
         return aiohttp.BytesPayload(data)
 
 
-def encode_items(items: list[Outgoing]) -> bytes:
-    """One request's body: items of one kind (as `PeerLink` takes them), their records joined."""
+def body_parts(items: list[Outgoing]) -> list[bytes]:
+    """One request's body, in parts: items of one kind (as `PeerLink` takes them), their
+    records in order."""
     if items[0].handoff is not None:
-        return b"".join(encode_handoff(item.handoff) for item in items if item.handoff)
-    return b"".join([item.record for item in items if item.record is not None])
+        return [encode_handoff(item.handoff) for item in items if item.handoff]
+    return [item.record for item in items if item.record is not None]
+
+
+def encode_items(items: list[Outgoing]) -> bytes:
+    """One request's body, joined (see `body_parts`)."""
+    return b"".join(body_parts(items))
 
 
 def door_url(door: str, path: str, tls: LinkTls | None) -> str:
@@ -155,6 +162,7 @@ class ForwardLedger:
         self.rerouted = metrics.forward_rerouted_spans
         self.queue_spans = metrics.forward_queue_spans
         self.queue_bytes = metrics.forward_queue_bytes
+        self.bodies = {via: metrics.sibling_bodies.labels(via) for via in ("file", "socket")}
 
 
 class PeerLink:
@@ -172,8 +180,11 @@ class PeerLink:
         rng: random.Random | None = None,
         tls: LinkTls | None = None,
         linger: float = 0.0,
+        body_file: BodyFile | None = None,
     ) -> None:
         self.door = door
+        self._body_file = body_file
+        """Where bodies for a sibling worker go instead of the socket (see `body_file`)."""
         self._linger = linger
         # Sibling workers' Unix sockets are plain; other members' doors speak TLS when set.
         self._tls = None if door.startswith(UNIX_PREFIX) else tls
@@ -318,6 +329,8 @@ class PeerLink:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._body_file is not None:
+            self._body_file.close()
         return queued
 
     def _client(self) -> aiohttp.ClientSession:
@@ -344,10 +357,13 @@ class PeerLink:
                 await self._ask_for_workers()
             await self._send_all()
         finally:
-            if self._retired and self._session is not None:
+            if self._retired:
                 # Nobody closes a retired link: it ends when its last request is settled.
-                await self._session.close()
-                self._session = None
+                if self._session is not None:
+                    await self._session.close()
+                    self._session = None
+                if self._body_file is not None:
+                    self._body_file.close()
 
     async def _send_all(self) -> None:
         state = self._state
@@ -356,7 +372,7 @@ class PeerLink:
                 if self._closing or self._retired:
                     return
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                await self._idle()
                 continue
             if self._unintroduced:
                 await self._ask_for_workers()
@@ -393,6 +409,18 @@ class PeerLink:
             self._failing_since = None
             self._settle(items)
             self._ledger.outcome[outcome].inc(sum(item.spans for item in items))
+
+    async def _idle(self) -> None:
+        """Wait for something to send; past IDLE_RELEASE, let the body file's pages go."""
+        body_file = self._body_file
+        if body_file is None or not body_file.holding:
+            await self._wakeup.wait()
+            return
+        try:
+            async with asyncio.timeout(IDLE_RELEASE):
+                await self._wakeup.wait()
+        except TimeoutError:
+            body_file.release()
 
     async def _ask_for_workers(self) -> None:
         """Learn the node's worker doors before the first request, so that even the first spans
@@ -437,15 +465,15 @@ class PeerLink:
         """("delivered" | "rejected" | "retry", pause before the retry)."""
         first = items[0]
         path = HANDOFF_PATH if first.handoff is not None else SPANS_PATH
-        body = encode_items(items)
         headers = {**self._headers, HOPS_HEADER: str(first.hops)}
+        data = self._body(body_parts(items), headers)
         pause = min(_RETRY_MAX, _RETRY_INITIAL * 2 ** min(self.failures, 10))
         pause = self._rng.uniform(pause / 2, pause)
         tls = self._tls
         try:
             async with self._client().post(
                 self._url(path),
-                data=request_body(body),
+                data=data,
                 headers=headers,
                 ssl=tls.context() if tls is not None else True,
                 server_hostname=tls.server_name if tls is not None else None,
@@ -455,6 +483,8 @@ class PeerLink:
                 workers = reply.headers.get(WORKERS_HEADER)
                 retry_after = reply.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            if BODY_HEADER in headers and self._body_file is not None:
+                self._body_file.discard()  # the door may read it yet: never write it again
             self._log.report(
                 "unreachable",
                 "peer %s unreachable (%s); %d spans wait for it",
@@ -469,6 +499,8 @@ class PeerLink:
         if status in (400, 413):
             log.error("peer %s refused %d forwarded spans: %s", self.door, first.spans, text)
             return "rejected", 0.0
+        if status == 409 and self._body_file is not None:
+            self._body_file.discard()  # the door could not read it: send again from a new one
         if retry_after is not None:
             with contextlib.suppress(ValueError):
                 pause = min(_RETRY_MAX * 5, max(pause, float(retry_after)))
@@ -480,6 +512,25 @@ class PeerLink:
             text,
         )
         return "retry", pause
+
+    def _body(self, parts: list[bytes], headers: dict[str, str]) -> aiohttp.BytesPayload:
+        """The request's body: empty, with `parts` in the body file named in `headers`, or, with
+        no body file or none that takes them, `parts` joined."""
+        body_file = self._body_file
+        if body_file is not None:
+            named = body_file.write(parts)
+            if named is not None:
+                headers[BODY_HEADER] = named
+                self._ledger.bodies["file"].inc()
+                return request_body(b"")
+            self._ledger.bodies["socket"].inc()
+            self._log.report(
+                "body file",
+                "peer %s: the body file could not be written (%s); sending bodies over the socket",
+                self.door,
+                body_file.failure,
+            )
+        return request_body(b"".join(parts))
 
 
 def _reason(error: BaseException) -> str:

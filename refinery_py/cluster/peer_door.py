@@ -11,6 +11,10 @@ of its own node, on a Unix socket:
 - `POST /peer/v1/membership`: `{"node", "event": "join"|"leave"}`, a static member coming or
   going (see `membership.StaticMembers`).
 
+A sibling worker may leave the body of a spans or handoff request in a file of the node's private
+directory and send only `X-Refinery-Body: NAME:LENGTH` (`body_file`); a file that cannot be read
+whole is answered 409, and the sender sends again from a new file.
+
 Every answer carries `X-Refinery-Workers`, so senders learn which door owns what. With a shared
 secret (`cluster.secret`) every request must carry it as a bearer token; without one the door
 also checks that forwarded spans from other nodes are valid OTLP (the sending member checked them
@@ -31,6 +35,12 @@ from pathlib import Path
 from aiohttp import web
 
 from refinery_py.cluster.announce import MEMBERSHIP_PATH
+from refinery_py.cluster.body_file import (
+    BODY_HEADER,
+    BodyFileUnreadable,
+    named_body,
+    read_body_file,
+)
 from refinery_py.cluster.handoff_codec import decode_handoffs
 from refinery_py.cluster.link import HOPS_HEADER, WORKERS_HEADER
 from refinery_py.model import ClusterSink
@@ -74,8 +84,11 @@ class PeerDoor:
         on_membership: MembershipEvent | None = None,
         reuse_port: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        body_files: bool = False,
     ) -> None:
         self._sink = sink
+        self._body_dir = unix_path.parent if body_files and unix_path is not None else None
+        """Where sibling workers leave request bodies (`body_file`); None: they send them."""
         self._read_body = read_body
         self._ssl_context = ssl_context
         self._metrics = metrics
@@ -164,6 +177,8 @@ class PeerDoor:
                 response = web.json_response(
                     {"error": "peer request larger than the door accepts"}, status=413
                 )
+            except BodyFileUnreadable as exc:
+                response = web.json_response({"error": str(exc)}, status=409)
         response.headers[WORKERS_HEADER] = ",".join(self.doors)
         return response
 
@@ -177,11 +192,24 @@ class PeerDoor:
         """Whether forwarded spans are checked again as OTLP: not from a sibling worker (the Unix
         socket is reachable only from this node, in a directory only its user can enter) nor
         from a member that knows the cluster secret; both validated them at their front door."""
-        if self._secret is not None:
-            return False
-        transport = request.transport
-        local = transport is not None and isinstance(transport.get_extra_info("sockname"), str)
-        return not local
+        return self._secret is None and not _from_sibling(request)
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The request's body: sent with it, or left in a file by a sibling worker."""
+        named = request.headers.get(BODY_HEADER)
+        if named is None:
+            body = await self._read_body(request, self._max_request_bytes)
+        elif self._body_dir is None or not _from_sibling(request):
+            raise MalformedPayload(f"{BODY_HEADER} is taken only from this node's workers")
+        else:
+            name, length = named_body(named)
+            if length > self._max_request_bytes:
+                raise web.HTTPRequestEntityTooLarge(
+                    max_size=self._max_request_bytes, actual_size=length
+                )
+            body = read_body_file(self._body_dir, name, length)
+        self._bytes.inc(len(body))
+        return body
 
     def _hops(self, request: web.Request) -> int:
         try:
@@ -190,9 +218,8 @@ class PeerDoor:
             return 1
 
     async def _spans(self, request: web.Request) -> web.Response:
-        body = await self._read_body(request, self._max_request_bytes)
-        self._bytes.inc(len(body))
         try:
+            body = await self._body(request)
             batch = decode_span_batches(body, self._origins)
             if self._must_validate(request) and batch.spans:
                 validate_request(frame_spans(batch.spans, batch.origins))
@@ -211,9 +238,8 @@ class PeerDoor:
         return web.json_response({"accepted": batch.span_count})
 
     async def _handoff(self, request: web.Request) -> web.Response:
-        body = await self._read_body(request, self._max_request_bytes)
-        self._bytes.inc(len(body))
         try:
+            body = await self._body(request)
             handoff = decode_handoffs(body, self._origins)
             spans = [s for trace in handoff.traces for s in trace.spans]
             if self._must_validate(request) and spans:
@@ -253,6 +279,12 @@ class PeerDoor:
     def _refused(self, reason: str, message: str) -> None:
         self._metrics.requests_rejected.labels(PEER, reason).inc()
         self._log.report(f"peer:{reason}", "peer request refused (%s): %s", reason, message)
+
+
+def _from_sibling(request: web.Request) -> bool:
+    """Whether `request` came over the Unix socket (from a worker of this node)."""
+    transport = request.transport
+    return transport is not None and isinstance(transport.get_extra_info("sockname"), str)
 
 
 def _bound_port(site: web.TCPSite) -> int:

@@ -299,6 +299,13 @@ class Metrics:
             "Bytes of spans waiting to be forwarded to other members.",
             registry=r,
         )
+        self.sibling_bodies = Counter(
+            "refinery_cluster_sibling_bodies",
+            "Requests to the node's other worker processes, by how their body went: file (left "
+            "in shared memory for the worker to read) or socket (/dev/shm missing or full).",
+            ["via"],
+            registry=r,
+        )
         self.relayed_spans = Counter(
             "refinery_cluster_relayed_spans",
             "Spans that reached a member that does not own them and were passed on to the owner.",

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from refinery_py.cluster.body_file import shared_memory_dir
 from tests.e2e.harness import RecordingBackend, RefineryProcess, wait_until, write_config
 from tests.otlp_builders import request, span
 
@@ -84,6 +85,9 @@ def test_a_worker_that_dies_is_restarted_and_what_it_held_is_counted(tmp_path: P
         pids = [int(p) for p in children.stdout.split()]
         workers = [p for p in pids if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
         assert len(workers) == 2
+        fds = Path(f"/proc/{workers[0]}/fd").iterdir()
+        its_body_files = [link for link in map(os.readlink, fds) if link.endswith(".body")]
+        assert bool(its_body_files) == (shared_memory_dir() is not None)
         os.kill(workers[0], signal.SIGKILL)
         wait_until(lambda: node.metric("refinery_worker_restarts") == 1, what="restart")
         # Counters never go backwards, also while the dead worker is being replaced.
@@ -91,6 +95,8 @@ def test_a_worker_that_dies_is_restarted_and_what_it_held_is_counted(tmp_path: P
             assert node.metric("refinery_spans_received_total") == received
             time.sleep(0.05)
         wait_until(lambda: node.get("/ready")[0] == 200, what="ready again")
+        # Its successor removed the files it had in shared memory.
+        assert not [path for path in its_body_files if os.path.exists(path)]
         assert node.metric("refinery_spans_received_total") == received
         lost = node.metric("refinery_worker_lost_spans_total", where="buffered")
         assert 0 < lost < 300  # the dead worker's share of what was held
@@ -138,4 +144,11 @@ def test_requests_of_every_size_cross_between_workers_whole(tmp_path: Path) -> N
             wait_until(lambda: len(backend.spans()) >= sent, timeout=60, what="every span")
             assert len(backend.spans()) == sent
             assert node.metric("refinery_cluster_forward_spans_total", outcome="rejected") == 0
+            # Where the machine has /dev/shm, the workers left each other the bodies there.
+            by_file = node.metric("refinery_cluster_sibling_bodies_total", via="file")
+            by_socket = node.metric("refinery_cluster_sibling_bodies_total", via="socket")
+            if shared_memory_dir() is not None:
+                assert by_file > 0 and by_socket == 0
+            else:
+                assert by_file == 0 and by_socket > 0
             assert node.terminate() == 0

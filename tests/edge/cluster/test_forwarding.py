@@ -10,6 +10,7 @@ import asyncio
 import gzip
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -45,21 +46,29 @@ class Member:
         worker: int = 0,
         max_request_bytes: int = 1 << 24,
         max_wait: float = 30.0,
+        private_dir: Path | None = None,
+        body_dir: Path | None = None,
     ) -> None:
         """`doors`: the worker doors of a node of several workers (`name` is the first), of
-        which this is worker number `worker`."""
+        which this is worker number `worker`. With `private_dir` the workers reach each other
+        only by Unix sockets there (as a node's workers do), passing bodies as files in
+        `body_dir` (None: over the sockets)."""
         self.name = name
         self.doors = doors or (name,)
         self.worker = worker
         self.metrics = Metrics()
         self.exported = Collecting()
+        siblings = self.doors if doors else ()
+        if private_dir is not None:
+            siblings = tuple(f"unix:{private_dir / f'worker-{n}.peer'}" for n in range(len(doors)))
         self.forwarder = Forwarder(
             Placement([name], name, len(self.doors), worker),
-            sibling_doors=self.doors if doors else (),
+            sibling_doors=siblings,
             metrics=self.metrics,
             secret=secret,
             queue_max_bytes=queue,
             max_wait=max_wait,
+            body_dir=body_dir,
         )
         self.pipeline = Pipeline(
             buffer=TraceBuffer(
@@ -80,13 +89,14 @@ class Member:
         self.door = PeerDoor(
             self.pipeline,
             metrics=self.metrics,
-            tcp=(host, int(port)),
-            unix_path=None,
+            tcp=None if private_dir else (host, int(port)),
+            unix_path=private_dir / f"worker-{worker}.peer" if private_dir else None,
             doors=self.doors,
             worker=worker,
             secret=secret,
             max_request_bytes=max_request_bytes,
             read_body=read_peer_body,  # as a node's door reads
+            body_files=private_dir is not None,
         )
 
     def place(self, nodes: list[str]) -> None:
@@ -417,3 +427,138 @@ async def test_spans_of_more_resources_than_a_record_holds_reach_their_owner() -
         assert a.pipeline.accept(many, "grpc").accepted
         await until(lambda: b.pipeline.buffer.span_count == count, timeout=30)
         assert a.metric("forward_spans", "delivered") == count
+
+
+# ---- the workers of one node: bodies as files in their private directory ---------------------
+
+
+@asynccontextmanager
+async def two_workers(
+    private_dir: Path, *, body_dir: Path | None
+) -> AsyncIterator[tuple[Member, Member]]:
+    """Two workers of one node, reaching each other's doors by Unix sockets in `private_dir`."""
+    clock = Clock()
+    name = f"127.0.0.1:{free_port()}"
+    doors = (name, f"127.0.0.1:{free_port()}")
+    workers = tuple(
+        Member(
+            name,
+            clock,
+            secret=None,
+            queue=1 << 24,
+            doors=doors,
+            worker=n,
+            private_dir=private_dir,
+            body_dir=body_dir,
+        )
+        for n in (0, 1)
+    )
+    for worker in workers:
+        worker.forwarder.start()
+        await worker.door.start()
+    try:
+        yield workers[0], workers[1]
+    finally:
+        for worker in workers:
+            await worker.forwarder.close(0.5)
+            await worker.door.stop()
+
+
+def traces_of_worker(worker: int, count: int) -> list[int]:
+    return [t for t in range(1, 50 * count) if worker_of(t.to_bytes(16, "big"), 2) == worker][
+        :count
+    ]
+
+
+def body_files(directory: Path, worker: int) -> set[str]:
+    return {path.name for path in directory.glob(f"worker-{worker}-*.body")}
+
+
+async def test_sibling_workers_leave_each_other_bodies_as_files(tmp_path: Path) -> None:
+    async with two_workers(tmp_path, body_dir=tmp_path) as (w0, w1):
+        for_w1 = traces_of_worker(1, 20)
+        for trace in for_w1:
+            assert w0.pipeline.accept(batch_of(range(trace, trace + 1), 5), "grpc").accepted
+        ids = {t.to_bytes(16, "big") for t in for_w1}
+        # Delivered: counted once the answer is in (the spans are buffered just before).
+        await until(lambda: w0.metric("forward_spans", "delivered") == 5 * len(ids))
+        assert ids <= w1.buffered()
+        assert w1.metric("cluster_spans", "received") == 5 * len(ids)
+        assert w0.metric("sibling_bodies", "file") >= 1
+        assert w0.metric("sibling_bodies", "socket") == 0
+        assert len(body_files(tmp_path, 0)) == 1, "one file for the link, written again and again"
+    assert not body_files(tmp_path, 0), "a closed link removes its file"
+
+
+async def test_bodies_go_over_the_socket_when_no_file_can_be_written(tmp_path: Path) -> None:
+    """Where shared memory is full (or, as here, the directory is gone), nothing is lost: the
+    body goes with the request, as it did before files."""
+    async with two_workers(tmp_path, body_dir=tmp_path / "gone") as (w0, w1):
+        for_w1 = traces_of_worker(1, 10)
+        for trace in for_w1:
+            assert w0.pipeline.accept(batch_of(range(trace, trace + 1)), "grpc").accepted
+        ids = {t.to_bytes(16, "big") for t in for_w1}
+        await until(lambda: w0.metric("forward_spans", "delivered") == 3 * len(ids))
+        assert ids <= w1.buffered()
+        assert w0.metric("sibling_bodies", "socket") >= 1
+        assert w0.metric("sibling_bodies", "file") == 0
+        assert w0.metric("forward_spans", "rejected") == 0
+
+
+async def test_a_body_file_removed_from_under_a_link_is_replaced_and_the_spans_arrive(
+    tmp_path: Path,
+) -> None:
+    """Something that cleans /dev/shm removes the link's file between two requests: the next
+    request names a file the door cannot open (409), so the link moves to a new file and sends
+    again; nothing is rejected or lost."""
+    async with two_workers(tmp_path, body_dir=tmp_path) as (w0, w1):
+        first, second = traces_of_worker(1, 2)
+        assert w0.pipeline.accept(batch_of(range(first, first + 1)), "grpc").accepted
+        await until(lambda: w0.metric("forward_spans", "delivered") == 3)
+        (old,) = body_files(tmp_path, 0)
+        (tmp_path / old).unlink()
+        assert w0.pipeline.accept(batch_of(range(second, second + 1)), "grpc").accepted
+        await until(lambda: w0.metric("forward_spans", "delivered") == 6)
+        assert {first.to_bytes(16, "big"), second.to_bytes(16, "big")} <= w1.buffered()
+        (new,) = body_files(tmp_path, 0)
+        assert new != old
+        assert w0.metric("forward_spans", "rejected") == 0
+        assert w1.metric("cluster_spans", "received") == 6
+
+
+async def test_the_peer_door_reads_body_files_only_from_its_workers_and_only_its_own(
+    tmp_path: Path,
+) -> None:
+    async with two_workers(tmp_path, body_dir=tmp_path) as (_, w1):
+        record = encode_span_batch(batch_of(range(1, 2)))
+        (tmp_path / "worker-0-abc.body").write_bytes(record)
+        secret = tmp_path.parent / "secret.body"
+        secret.write_bytes(record)
+        connector = aiohttp.UnixConnector(path=str(tmp_path / "worker-1.peer"))
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def post(named: str) -> tuple[int, str]:
+                headers = {"X-Refinery-Body": named}
+                async with session.post(
+                    "http://localhost/peer/v1/spans", data=b"", headers=headers
+                ) as response:
+                    return response.status, (await response.json())["error"]
+
+            for bad in ("../secret.body:10", f"{secret}:10", "worker-0-abc.body:-1", "x.body:1"):
+                status, error = await post(bad)
+                assert status == 400 and "must be NAME:LENGTH" in error, bad
+            status, error = await post(f"worker-0-abc.body:{len(record) + 1}")
+            assert status == 409 and "holds" in error
+            status, error = await post("worker-0-missing.body:10")
+            assert status == 409 and "cannot be read" in error
+            assert not w1.buffered()
+    async with cluster(1) as (members, _):  # a door other nodes reach over TCP
+        (member,) = members
+        named = {"X-Refinery-Body": f"worker-0-abc.body:{len(record)}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://{member.name}/peer/v1/spans", headers=named) as response,
+        ):
+            assert response.status == 400
+            assert "only from this node's workers" in (await response.json())["error"]
+        assert not member.buffered()
